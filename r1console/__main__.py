@@ -1,0 +1,3 @@
+from r1console.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""User-facing errors: the CLI prints them as one clear message and exits non-zero, no traceback."""
+
+from __future__ import annotations
+
+
+class R1Error(Exception):
+    """An error the user can act on. ``str(err)`` is the whole message."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(R1Error):
+    """A profile or config file is invalid. ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str], *, hint: str | None = None) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems), hint=hint)
+
+
+class RemoteError(R1Error):
+    """A command on the cluster failed; carries its own stderr."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, argv: list[str] | None = None, stderr: str = "",
+                 returncode: int | None = None, hint: str | None = None) -> None:
+        self.argv = argv or []
+        self.stderr = stderr
+        self.returncode = returncode
+        text = message
+        if stderr.strip():
+            text += "\n" + "\n".join("  " + line for line in stderr.strip().splitlines())
+        super().__init__(text, hint=hint)
