@@ -1,0 +1,517 @@
+"""Deployment profiles: typed models, ``extends:``, and validation errors that point at file:line:col.
+
+A profile is one YAML file describing one deployment (SLURM allocation, environment set-up,
+model, vLLM engine arguments, server). The documented format is in README.md; the models below
+are the contract. Every field is documented where it is declared.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from r1console.core import paths
+from r1console.core.errors import ConfigError
+from r1console.core.versions import parse_version
+from r1console.core.yamlpos import Located, Mark, PathKey, load_file
+
+# Values that end up on ``#SBATCH`` lines are parsed by sbatch itself, not by a shell, so they
+# cannot be quoted: allow only characters SLURM uses in names, features and limits.
+_SBATCH_SAFE = re.compile(r"^[A-Za-z0-9_.,:;&|!*\[\]()+=@/%-]+$")
+_MEM = re.compile(r"^\d+[KMGTkmgt]?$")
+_TIME = re.compile(
+    r"^(?:\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2}"
+    r"|infinite|UNLIMITED|unlimited)$"
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _sbatch_value(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    if not _SBATCH_SAFE.match(value):
+        raise ValueError(
+            f"{what} {value!r} contains characters that cannot appear on an #SBATCH line "
+            "(spaces, quotes, '#', '$', '\\' or control characters)"
+        )
+    return value
+
+
+class SlurmSpec(_Section):
+    """The allocation: one line of ``#SBATCH`` per field that is set."""
+
+    nodes: int = Field(1, ge=1, description="Number of nodes (--nodes).")
+    gpus_per_node: int = Field(4, ge=0, description="GPUs per node (--gpus-per-node); 0 for CPU-only.")
+    ntasks_per_node: int = Field(1, ge=1, description="Tasks per node; the script runs one Ray daemon per node.")
+    cpus_per_task: int | None = Field(None, ge=1, description="CPUs per task (--cpus-per-task).")
+    mem: str | None = Field(None, description="Memory per node, e.g. 1440G (--mem).")
+    time: str | None = Field(None, description='Time limit, e.g. "3-00:00:00" (--time).')
+    partition: str | None = Field(None, description="Partition (--partition).")
+    account: str | None = Field(None, description="Account (--account).")
+    qos: str | None = Field(None, description="QOS (--qos).")
+    constraint: str | None = Field(None, description="Node features, e.g. h200 (--constraint).")
+    exclusive: bool = Field(False, description="Whole nodes (--exclusive).")
+    job_name: str = Field("r1console", description="Job name (--job-name).")
+    extra: list[str] = Field(default_factory=list, description='More sbatch options, e.g. ["--qos=high"].')
+
+    @field_validator("mem", "time", mode="before")
+    @classmethod
+    def _number_to_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("mem")
+    @classmethod
+    def _check_mem(cls, value: str | None) -> str | None:
+        if value is not None and not _MEM.match(value):
+            raise ValueError(f"memory {value!r} is not a SLURM size such as 1440G, 512000M or 0")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _check_time(cls, value: str | None) -> str | None:
+        if value is not None and not _TIME.match(value):
+            raise ValueError(
+                f"time {value!r} is not a SLURM time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)"
+            )
+        return value
+
+    @field_validator("partition", "account", "qos", "constraint", "job_name")
+    @classmethod
+    def _check_sbatch_safe(cls, value: str | None, info) -> str | None:
+        return _sbatch_value(value, info.field_name)
+
+    @field_validator("extra")
+    @classmethod
+    def _check_extra(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item.startswith("-"):
+                raise ValueError(f"extra sbatch option {item!r} must start with '-' (e.g. '--qos=high')")
+            if any(ch in item for ch in "\n\r\0#"):
+                raise ValueError(f"extra sbatch option {item!r} contains a newline, NUL or '#'")
+        return value
+
+
+class EnvSpec(_Section):
+    """How the job prepares its environment before Ray and vLLM start."""
+
+    setup: list[str] = Field(default_factory=list, description="Shell lines run first (module load, conda activate).")
+    vars: dict[str, str] = Field(default_factory=dict, description="Environment variables exported (values quoted).")
+
+    @field_validator("setup")
+    @classmethod
+    def _one_line_each(cls, value: list[str]) -> list[str]:
+        for line in value:
+            if "\0" in line:
+                raise ValueError("setup lines cannot contain NUL")
+        return value
+
+    @field_validator("vars")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return {k: str(v) for k, v in value.items()}
+
+
+class ModelSpec(_Section):
+    """The checkpoint to serve."""
+
+    path: str = Field(..., description="Model directory on the cluster (or a hub id).")
+    served_name: str | None = Field(None, description="Name clients send as `model`; default: the path.")
+    trust_remote_code: bool = Field(True, description="Pass --trust-remote-code.")
+
+
+class VllmSpec(_Section):
+    """Engine arguments for ``vllm serve``; flags are rendered correctly for ``version``."""
+
+    version: str = Field(..., description='vLLM version on the cluster, e.g. "0.8.5" (decides which flags exist).')
+    max_num_seqs: int | None = Field(None, ge=1, description="--max-num-seqs (concurrent sequences).")
+    max_num_batched_tokens: int | None = Field(None, ge=1, description="--max-num-batched-tokens.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="--gpu-memory-utilization, in (0, 1].")
+    max_model_len: int | None = Field(None, ge=1, description="--max-model-len.")
+    enforce_eager: bool = Field(False, description="--enforce-eager (no CUDA graphs / torch.compile).")
+    reasoning_parser: str | None = Field("deepseek_r1", description="--reasoning-parser.")
+    distributed_executor_backend: Literal["ray", "mp"] | None = Field(
+        None, description="ray (multi-node) or mp (one node); default: ray when nodes > 1."
+    )
+    tensor_parallel_size: int | None = Field(None, ge=1, description="Default: nodes x gpus_per_node / pipeline.")
+    pipeline_parallel_size: int = Field(1, ge=1, description="--pipeline-parallel-size.")
+    enable_expert_parallel: bool = Field(False, description="--enable-expert-parallel (vLLM >= 0.8).")
+    kv_cache_dtype: str = Field("auto", description="--kv-cache-dtype (auto, fp8, ...).")
+    env: dict[str, str] = Field(default_factory=dict, description="Engine environment, e.g. VLLM_USE_DEEP_GEMM: '1'.")
+    extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` arguments, passed quoted.")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _check_version(cls, value: Any) -> Any:
+        if isinstance(value, float):  # `version: 0.10` in YAML is a float: keep what the user typed
+            value = repr(value)
+        parse_version(str(value))
+        return str(value)
+
+    @field_validator("env")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return {k: str(v) for k, v in value.items()}
+
+
+class ServerSpec(_Section):
+    """The OpenAI-compatible HTTP server on the head node."""
+
+    port: int = Field(8000, ge=1, le=65535, description="--port.")
+    host: str = Field("0.0.0.0", description="--host (the console reaches it through an SSH forward).")
+    api_key: str | None = Field(
+        "auto", description="auto: a fresh key per deployment (0600 file); none: no key; or a key file path."
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_key(cls, value: str | None) -> str | None:
+        if value is None or value in ("auto", "none") or value.startswith(("/", "~")):
+            return value
+        raise ValueError("api_key must be 'auto', 'none' or the absolute path of a key file on the cluster")
+
+
+class RaySpec(_Section):
+    """Ray bring-up across the nodes (backend ray)."""
+
+    wait_timeout_s: int = Field(600, ge=10, description="How long to wait for every node and GPU to join.")
+    head_port: int | None = Field(None, ge=1024, le=65535, description="GCS port; default: a free one in 15000-20000.")
+
+
+class Profile(_Section):
+    """One deployment."""
+
+    name: str = Field(..., description="Profile name (file name without .yaml by convention).")
+    description: str = Field("", description="One line shown in lists.")
+    extends: str | None = Field(None, description="Name or path of a profile this one overrides.")
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
+    env: EnvSpec = Field(default_factory=EnvSpec)
+    model: ModelSpec
+    vllm: VllmSpec
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    ray: RaySpec = Field(default_factory=RaySpec)
+    workdir: str = Field("~/r1console", description="Directory on the cluster for scripts, logs and keys.")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _PROFILE_NAME.match(value):
+            raise ValueError(f"name {value!r} must be letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _check_workdir(cls, value: str) -> str:
+        if not value or any(ch in value for ch in "\n\r\0"):
+            raise ValueError("workdir must be a non-empty path without newlines")
+        return value
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def total_gpus(self) -> int:
+        return self.slurm.nodes * self.slurm.gpus_per_node
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        if self.vllm.tensor_parallel_size:
+            return self.vllm.tensor_parallel_size
+        return max(1, self.total_gpus // self.vllm.pipeline_parallel_size)
+
+    @property
+    def backend(self) -> str:
+        if self.vllm.distributed_executor_backend:
+            return self.vllm.distributed_executor_backend
+        return "ray" if self.slurm.nodes > 1 else "mp"
+
+    @property
+    def served_model_name(self) -> str:
+        return self.model.served_name or self.model.path
+
+
+@dataclass
+class LoadedProfile:
+    profile: Profile
+    source: Path
+    chain: list[Path]  # the file itself, then what it extends, ...
+    marks: dict[PathKey, Mark] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def mark(self, path: PathKey) -> str:
+        for cut in range(len(path), 0, -1):
+            if tuple(path[:cut]) in self.marks:
+                return str(self.marks[tuple(path[:cut])])
+        return str(self.source)
+
+
+# ---- finding profiles -------------------------------------------------------------------------
+
+
+def search_dirs(extra: list[str | Path] | None = None) -> list[Path]:
+    """Profile directories, highest priority first: extra (from the user config), the user's, shipped."""
+    dirs = [Path(d).expanduser() for d in (extra or [])]
+    dirs += [paths.user_profiles_dir(), paths.shipped_profiles_dir()]
+    return dirs
+
+
+def find_profile(ref: str | Path, *, dirs: list[Path] | None = None, relative_to: Path | None = None) -> Path:
+    """A profile file from a path or a name (``h200x8`` -> ``<dir>/h200x8.yaml``)."""
+    text = str(ref)
+    candidate = Path(text).expanduser()
+    looks_like_path = "/" in text or text.endswith((".yaml", ".yml"))
+    if looks_like_path:
+        if relative_to is not None and not candidate.is_absolute():
+            rel = relative_to / candidate
+            if rel.is_file():
+                return rel
+        if candidate.is_file():
+            return candidate
+        raise ConfigError([f"{text}: profile file not found"])
+    roots = ([relative_to] if relative_to else []) + (dirs if dirs is not None else search_dirs())
+    for root in roots:
+        for ext in (".yaml", ".yml"):
+            path = root / f"{text}{ext}"
+            if path.is_file():
+                return path
+    known = sorted(list_profiles(dirs))
+    close = difflib.get_close_matches(text, known, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"known profiles: {', '.join(known) or 'none'}"
+    raise ConfigError([f"profile '{text}' not found in {', '.join(str(r) for r in roots)}"], hint=hint)
+
+
+def list_profiles(dirs: list[Path] | None = None) -> dict[str, Path]:
+    """Every profile name visible on the search path -> its file (first one wins)."""
+    found: dict[str, Path] = {}
+    for root in dirs if dirs is not None else search_dirs():
+        if not root.is_dir():
+            continue
+        for path in sorted(root.iterdir()):
+            if path.suffix in (".yaml", ".yml") and path.stem not in found:
+                found[path.stem] = path
+    return found
+
+
+# ---- loading ----------------------------------------------------------------------------------
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _load_chain(path: Path, dirs: list[Path] | None, seen: list[Path]) -> tuple[dict, dict[PathKey, Mark], list[Path]]:
+    resolved = path.resolve()
+    if resolved in seen:
+        cycle = " -> ".join(str(p) for p in [*seen, resolved])
+        raise ConfigError([f"{path}: `extends` forms a cycle: {cycle}"])
+    located: Located = load_file(path)
+    data = located.data
+    if data is None:
+        raise ConfigError([f"{path}: the profile is empty"])
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1:1: a profile must be a mapping of keys (name, slurm, vllm, ...)"])
+    marks: dict[PathKey, Mark] = dict(located.values)
+    marks.update(located.keys)
+    data = dict(data)
+    data.setdefault("name", path.stem)
+    parent_ref = data.get("extends")
+    if parent_ref is None:
+        return data, marks, [path]
+    if not isinstance(parent_ref, str):
+        raise ConfigError([f"{located.mark(('extends',))}: extends must be a profile name or path"])
+    try:
+        parent_path = find_profile(parent_ref, dirs=dirs, relative_to=path.parent)
+    except ConfigError as err:
+        raise ConfigError([f"{located.mark(('extends',))}: {p}" for p in err.problems], hint=err.hint) from None
+    parent, parent_marks, chain = _load_chain(parent_path, dirs, [*seen, resolved])
+    merged = _deep_merge(parent, {k: v for k, v in data.items()})
+    merged_marks = dict(parent_marks)
+    merged_marks.update(marks)
+    return merged, merged_marks, [path, *chain]
+
+
+def apply_overrides(data: dict, marks: dict[PathKey, Mark], overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` overrides (value parsed as YAML) from the command line or the TUI."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError([f"--set {item!r}: expected KEY=VALUE, e.g. vllm.max_num_seqs=64"])
+        parts = tuple(p for p in key.strip().split("."))
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[part] = nxt
+            node = nxt
+        node[parts[-1]] = value
+        marks[parts] = Mark(f"--set {item}", 0, 0)
+    return data
+
+
+def _model_at(path: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Profile
+    for key in path:
+        if model is None or key not in model.model_fields:
+            return None
+        annotation = model.model_fields[key].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return model
+
+
+def _describe_input(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _format_errors(err: ValidationError, marks: dict[PathKey, Mark], source: Path) -> list[str]:
+    def mark_for(path: tuple) -> str:
+        for cut in range(len(path), 0, -1):
+            if tuple(path[:cut]) in marks:
+                return str(marks[tuple(path[:cut])])
+        return str(source)
+
+    problems = []
+    for item in err.errors():
+        loc = tuple(item["loc"])
+        dotted = ".".join(str(p) for p in loc)
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            valid = sorted(parent.model_fields) if parent else []
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+            text = f"{mark_for(loc)}: unknown key `{dotted}`"
+            if close:
+                text += f"; did you mean `{close[0]}`?"
+            elif valid:
+                text += f" (valid keys here: {', '.join(valid)})"
+        elif kind == "missing":
+            where = mark_for(loc[:-1]) if len(loc) > 1 else str(source)
+            text = f"{where}: missing required key `{dotted}`"
+        else:
+            msg = item["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            text = f"{mark_for(loc)}: `{dotted}`: {msg} (got {_describe_input(item.get('input'))})"
+        problems.append(text)
+    return problems
+
+
+def _cross_checks(profile: Profile) -> list[tuple[PathKey, str]]:
+    """Rules that involve several fields; each points at the field the user should change."""
+    problems: list[tuple[PathKey, str]] = []
+    v, s = profile.vllm, profile.slurm
+    if v.max_num_batched_tokens is not None and v.max_num_seqs is not None and v.max_num_batched_tokens < v.max_num_seqs:
+        problems.append(
+            (
+                ("vllm", "max_num_batched_tokens"),
+                f"max_num_batched_tokens ({v.max_num_batched_tokens}) must be >= max_num_seqs ({v.max_num_seqs}); "
+                "vLLM refuses to start otherwise",
+            )
+        )
+    if profile.backend == "mp" and s.nodes > 1:
+        problems.append(
+            (
+                ("vllm", "distributed_executor_backend"),
+                f"the mp backend runs on one node, but slurm.nodes is {s.nodes}; use ray for several nodes",
+            )
+        )
+    return problems
+
+
+# Attention-head counts of models we know, for the "tensor parallel must divide heads" check.
+KNOWN_HEADS = {"deepseek-r1": 128, "deepseek-v3": 128}
+
+
+def profile_warnings(profile: Profile, model_config: dict | None = None) -> list[str]:
+    """Problems that do not stop rendering but will likely stop vLLM, or waste the allocation."""
+    warnings: list[str] = []
+    v, s = profile.vllm, profile.slurm
+    tp, pp = profile.tensor_parallel_size, v.pipeline_parallel_size
+    heads = None
+    if model_config:
+        heads = model_config.get("num_attention_heads")
+    else:
+        lowered = profile.model.path.lower()
+        heads = next((n for key, n in KNOWN_HEADS.items() if key in lowered), None)
+    if heads and heads % tp:
+        warnings.append(
+            f"tensor parallel size {tp} does not divide the model's {heads} attention heads; vLLM will refuse to load"
+        )
+    if s.gpus_per_node and tp * pp != profile.total_gpus:
+        warnings.append(
+            f"tensor x pipeline parallel = {tp * pp} but the job allocates {profile.total_gpus} GPUs "
+            f"({s.nodes} nodes x {s.gpus_per_node}); some GPUs will idle or vLLM will not fit"
+        )
+    if profile.backend == "ray" and s.ntasks_per_node != 1:
+        warnings.append("the Ray bring-up starts one daemon per node; set slurm.ntasks_per_node: 1")
+    if v.enforce_eager and s.gpus_per_node and parse_version(v.version) >= (0, 10, 0):
+        warnings.append(
+            "enforce_eager disables CUDA graphs and torch.compile: slower decoding on current vLLM "
+            "(the seed used it on 0.8.5 for start-up time)"
+        )
+    if v.enable_expert_parallel and parse_version(v.version) < (0, 8, 0):
+        warnings.append("enable_expert_parallel needs vLLM >= 0.8; it will not be rendered")
+    if profile.server.api_key == "none":
+        warnings.append("server.api_key is none: anyone on the cluster network can use this deployment")
+    return warnings
+
+
+def validate_data(data: Any, marks: dict[PathKey, Mark], source: Path) -> Profile:
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, marks, source)) from None
+    problems = _cross_checks(profile)
+    if problems:
+        lines = []
+        for path, msg in problems:
+            where = next((str(marks[tuple(path[:c])]) for c in range(len(path), 0, -1) if tuple(path[:c]) in marks),
+                         str(source))
+            lines.append(f"{where}: `{'.'.join(path)}`: {msg}")
+        raise ConfigError(lines)
+    return profile
+
+
+def load_profile(ref: str | Path, *, dirs: list[Path] | None = None, overrides: list[str] | None = None,
+                 model_config: dict | None = None) -> LoadedProfile:
+    """Find, load, merge (``extends``), override and validate a profile. Raises ConfigError."""
+    path = find_profile(ref, dirs=dirs)
+    data, marks, chain = _load_chain(path, dirs, [])
+    if overrides:
+        data = apply_overrides(data, marks, overrides)
+    profile = validate_data(data, marks, path)
+    return LoadedProfile(profile=profile, source=path, chain=chain, marks=marks,
+                         warnings=profile_warnings(profile, model_config))
+
+
