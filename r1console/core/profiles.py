@@ -376,13 +376,29 @@ def apply_overrides(data: dict, marks: dict[PathKey, Mark], overrides: list[str]
     return data
 
 
-def _model_at(path: tuple) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = Profile
+def _model_at(path: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
+    """The model class found at ``path`` inside ``root`` (through nested models and dict values)."""
+    model: type[BaseModel] | None = root
+    expect_dict_value = False
     for key in path:
-        if model is None or key not in model.model_fields:
+        if model is None:
+            return None
+        if expect_dict_value:  # key of a dict[str, Model]: stay on the value model
+            expect_dict_value = False
+            continue
+        if key not in model.model_fields:
             return None
         annotation = model.model_fields[key].annotation
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        elif getattr(annotation, "__origin__", None) is dict:
+            value_type = annotation.__args__[1]
+            if isinstance(value_type, type) and issubclass(value_type, BaseModel):
+                model, expect_dict_value = value_type, True
+            else:
+                model = None
+        else:
+            model = None
     return model
 
 
@@ -394,7 +410,8 @@ def _describe_input(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _format_errors(err: ValidationError, marks: dict[PathKey, Mark], source: Path) -> list[str]:
+def _format_errors(err: ValidationError, marks: dict[PathKey, Mark], source: Path,
+                   root: type[BaseModel] | None = None) -> list[str]:
     def mark_for(path: tuple) -> str:
         for cut in range(len(path), 0, -1):
             if tuple(path[:cut]) in marks:
@@ -407,7 +424,7 @@ def _format_errors(err: ValidationError, marks: dict[PathKey, Mark], source: Pat
         dotted = ".".join(str(p) for p in loc)
         kind = item["type"]
         if kind == "extra_forbidden":
-            parent = _model_at(loc[:-1])
+            parent = _model_at(loc[:-1], root or Profile)
             valid = sorted(parent.model_fields) if parent else []
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
             text = f"{mark_for(loc)}: unknown key `{dotted}`"
