@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
 def run_func(func, args: argparse.Namespace) -> int:
     result = func(args)
     if inspect.isawaitable(result):
@@ -59,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
-        # No subcommand: the interactive console.
-        args = parser.parse_args(["tui", *(argv or sys.argv[1:])])
+        # No subcommand: the interactive console, once the TUI command is there.
+        if "tui" not in _subcommands(parser):
+            parser.print_help()
+            return 2
+        args = parser.parse_args(["tui"])
         func = args.func
     try:
         return run_func(func, args)

@@ -284,7 +284,10 @@ def find_profile(ref: str | Path, *, dirs: list[Path] | None = None, relative_to
         if candidate.is_file():
             return candidate
         raise ConfigError([f"{text}: profile file not found"])
-    roots = ([relative_to] if relative_to else []) + (dirs if dirs is not None else search_dirs())
+    roots: list[Path] = []
+    for root in ([relative_to] if relative_to else []) + (dirs if dirs is not None else search_dirs()):
+        if root not in roots:
+            roots.append(root)
     for root in roots:
         for ext in (".yaml", ".yml"):
             path = root / f"{text}{ext}"
@@ -311,6 +314,17 @@ def list_profiles(dirs: list[Path] | None = None) -> dict[str, Path]:
 # ---- loading ----------------------------------------------------------------------------------
 
 
+VALUE = "\0value"  # marks[(*path, VALUE)] is where the value of ``path`` starts
+
+
+def combined_marks(located: Located) -> dict[PathKey, Mark]:
+    """Key marks by path, plus value marks under ``(*path, VALUE)``."""
+    marks: dict[PathKey, Mark] = {(*path, VALUE): mark for path, mark in located.values.items()}
+    marks.update(located.values)
+    marks.update(located.keys)
+    return marks
+
+
 def _deep_merge(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
@@ -332,8 +346,7 @@ def _load_chain(path: Path, dirs: list[Path] | None, seen: list[Path]) -> tuple[
         raise ConfigError([f"{path}: the profile is empty"])
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1:1: a profile must be a mapping of keys (name, slurm, vllm, ...)"])
-    marks: dict[PathKey, Mark] = dict(located.values)
-    marks.update(located.keys)
+    marks = combined_marks(located)
     data = dict(data)
     data.setdefault("name", path.stem)
     parent_ref = data.get("extends")
@@ -344,7 +357,8 @@ def _load_chain(path: Path, dirs: list[Path] | None, seen: list[Path]) -> tuple[
     try:
         parent_path = find_profile(parent_ref, dirs=dirs, relative_to=path.parent)
     except ConfigError as err:
-        raise ConfigError([f"{located.mark(('extends',))}: {p}" for p in err.problems], hint=err.hint) from None
+        where = located.values.get(("extends",)) or located.mark(("extends",))
+        raise ConfigError([f"{where}: {p}" for p in err.problems], hint=err.hint) from None
     parent, parent_marks, chain = _load_chain(parent_path, dirs, [*seen, resolved])
     merged = _deep_merge(parent, {k: v for k, v in data.items()})
     merged_marks = dict(parent_marks)
@@ -372,7 +386,7 @@ def apply_overrides(data: dict, marks: dict[PathKey, Mark], overrides: list[str]
                 node[part] = nxt
             node = nxt
         node[parts[-1]] = value
-        marks[parts] = Mark(f"--set {item}", 0, 0)
+        marks[parts] = marks[(*parts, VALUE)] = Mark(f"--set {item}", 0, 0)
     return data
 
 
@@ -412,7 +426,9 @@ def _describe_input(value: Any) -> str:
 
 def _format_errors(err: ValidationError, marks: dict[PathKey, Mark], source: Path,
                    root: type[BaseModel] | None = None) -> list[str]:
-    def mark_for(path: tuple) -> str:
+    def mark_for(path: tuple, value: bool = False) -> str:
+        if value and (*path, VALUE) in marks:
+            return str(marks[(*path, VALUE)])
         for cut in range(len(path), 0, -1):
             if tuple(path[:cut]) in marks:
                 return str(marks[tuple(path[:cut])])
@@ -439,7 +455,7 @@ def _format_errors(err: ValidationError, marks: dict[PathKey, Mark], source: Pat
             msg = item["msg"]
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, "):]
-            text = f"{mark_for(loc)}: `{dotted}`: {msg} (got {_describe_input(item.get('input'))})"
+            text = f"{mark_for(loc, value=True)}: `{dotted}`: {msg} (got {_describe_input(item.get('input'))})"
         problems.append(text)
     return problems
 
@@ -513,8 +529,8 @@ def validate_data(data: Any, marks: dict[PathKey, Mark], source: Path) -> Profil
     if problems:
         lines = []
         for path, msg in problems:
-            where = next((str(marks[tuple(path[:c])]) for c in range(len(path), 0, -1) if tuple(path[:c]) in marks),
-                         str(source))
+            where = str(marks.get((*path, VALUE)) or next(
+                (marks[tuple(path[:c])] for c in range(len(path), 0, -1) if tuple(path[:c]) in marks), source))
             lines.append(f"{where}: `{'.'.join(path)}`: {msg}")
         raise ConfigError(lines)
     return profile

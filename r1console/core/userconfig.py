@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from r1console.core import paths
 from r1console.core.errors import ConfigError
-from r1console.core.profiles import _format_errors  # same error style as profiles
+from r1console.core.profiles import _format_errors, combined_marks  # same error style as profiles
 from r1console.core.yamlpos import load_file
 
 
@@ -109,8 +109,7 @@ def load_user_config(path: Path | None = None) -> UserConfig:
     data = located.data if located.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1:1: the config must be a mapping (clusters:, default_cluster:, ...)"])
-    marks = dict(located.values)
-    marks.update(located.keys)
+    marks = combined_marks(located)
     try:
         config = UserConfig.model_validate(data)
     except ValidationError as err:
