@@ -1,0 +1,46 @@
+from r1console.core.logbuffer import LogBuffer, next_match
+
+
+def test_lines_partial_and_carriage_returns():
+    buf = LogBuffer()
+    buf.feed("one\ntw")
+    assert buf.lines() == ["one", "tw"]
+    buf.feed("o\nLoading: 1/163\rLoading: 2/163\r")
+    assert buf.lines() == ["one", "two", "Loading: 2/163"]
+    buf.feed("Loading: 3/163\n")
+    assert buf.lines() == ["one", "two", "Loading: 3/163"]
+
+
+def test_crlf_and_ansi():
+    buf = LogBuffer()
+    buf.feed("\x1b[1;36m(APIServer pid=1)\x1b[0;0m INFO hi\r\nnext\r\n")
+    assert buf.lines() == ["(APIServer pid=1) INFO hi", "next"]
+
+
+def test_bounded_with_absolute_numbers():
+    buf = LogBuffer(max_lines=3)
+    for i in range(10):
+        buf.feed(f"line {i}\n")
+    assert buf.lines() == ["line 7", "line 8", "line 9"]
+    assert buf.first_line == 7 and buf.end == 10
+    assert buf.line(8) == "line 8" and buf.line(2) is None
+    assert buf.search("line [89]").matches == (8, 9)
+
+
+def test_endless_line_is_capped():
+    buf = LogBuffer()
+    buf.feed("x" * 50_000)
+    assert len(buf.lines()[0]) == 10_000
+
+
+def test_search_filter_and_navigation():
+    buf = LogBuffer()
+    buf.feed("INFO a\nWARNING b\nINFO c\nERROR d\n")
+    result = buf.search("info")
+    assert result.count == 2 and result.matches == (0, 2)
+    assert next_match(result, 0) == 2 and next_match(result, 2) == 0
+    assert next_match(result, 2, forward=False) == 0 and next_match(result, 0, forward=False) == 2
+    assert buf.filtered("WARN|ERR") == [1, 3]
+    assert buf.filtered("") == [0, 1, 2, 3]
+    assert buf.search("[unclosed").count == 0  # not a regex: searched literally
+    assert next_match(buf.search("zzz"), 0) is None
