@@ -1,0 +1,406 @@
+"""The batch journal (crash-safe record of finished requests) and the final output writers.
+
+This is the one core module that does file I/O — on purpose, and only on local files: a
+journal's guarantees are about ``write``/``fsync``/``rename``, so they are kept in one small
+place next to the record format.
+
+Journal
+    ``OUTPUT.journal.jsonl``, append-only. Line 1 is a header
+    (``{"journal": "r1console-batch", "version": 1, ...}``); every other line is one finished
+    request (:class:`RequestRecord`), written with a single ``write`` and ``fsync``'d before the
+    engine moves on, so a record is either entirely on disk or not at all.
+
+    * A crash can leave a **torn last line** (no newline, half a JSON document): reading ignores
+      it and :meth:`Journal.open` cuts it off before appending, so that request is simply redone.
+      A bad line anywhere else is not a crash artefact and is reported with its line number.
+    * **Dedup on read**: an id may appear more than once (a failed request redone on
+      ``--resume``, or a prompt edited between runs). :meth:`JournalContents.final` picks, for
+      an item, the first *ok* record sent with the same request (hash of messages + params),
+      else the last failed one with the same request; records for other prompts are ignored.
+    * An exclusive ``flock`` keeps two runs from appending to the same journal.
+
+Output (written once every item has a record, atomically: temp file in the same directory,
+``fsync``, ``rename``, ``fsync`` of the directory)
+    * ``seed``: the seed's ``output_responses.json`` —
+      ``[{"question_tag", "response": {"reasoning", "final"}}]`` — but **in input order**
+      (the seed wrote completion order). A failed request reads like the seed's:
+      ``{"reasoning": "[ERROR]", "final": "[ERROR] <message>"}``.
+    * ``openai``: OpenAI batch output JSONL as ``vllm run-batch`` writes it (facts §2.8):
+      ``{"id", "custom_id", "response": {"status_code", "request_id", "body": <chat.completion>},
+      "error"}``, one line per input line, in input order.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from r1console.core.batch_input import BatchItem
+from r1console.core.errors import R1Error
+
+JOURNAL_MAGIC = "r1console-batch"
+JOURNAL_VERSION = 1
+OUTPUT_FORMATS = ("seed", "openai")
+
+
+def journal_path_for(output: str | Path) -> Path:
+    """Where the journal of ``output`` lives: ``OUTPUT.journal.jsonl`` beside it."""
+    out = Path(output)
+    return out.with_name(out.name + ".journal.jsonl")
+
+
+@dataclass
+class RequestRecord:
+    """One finished request, as journalled. Times: ``*_s`` are seconds since the (last)
+    attempt was sent; ``started_at``/``finished_at`` are Unix times of the first send and the
+    end. ``itl`` is a per-request summary of inter-token gaps (count, mean, p50, p90, p99, max)."""
+
+    id: str
+    index: int
+    ok: bool
+    request_hash: str = ""
+    reasoning: str | None = None
+    content: str | None = None
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    ttft_s: float | None = None
+    ttfot_s: float | None = None
+    e2e_s: float | None = None
+    itl: dict[str, Any] | None = None
+    attempts: int = 1
+    error: dict[str, Any] | None = None     # {"message", "status", "type"}
+    response_id: str | None = None
+    model: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def output_tokens(self) -> int:
+        n = (self.usage or {}).get("completion_tokens")
+        return int(n) if isinstance(n, int) else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RequestRecord:
+        known = {f for f in cls.__dataclass_fields__}  # newer fields are ignored, older default
+        if not isinstance(data.get("id"), str) or not isinstance(data.get("ok"), bool):
+            raise ValueError("not a request record (needs id and ok)")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class JournalContents:
+    """What a journal holds: its header and every record, in file order."""
+
+    header: dict[str, Any] = field(default_factory=dict)
+    records: list[RequestRecord] = field(default_factory=list)
+    torn_tail: bool = False      # a partial last line was found (and is ignored)
+
+    def by_id(self) -> dict[str, list[RequestRecord]]:
+        out: dict[str, list[RequestRecord]] = {}
+        for rec in self.records:
+            out.setdefault(rec.id, []).append(rec)
+        return out
+
+    def final(self, item: BatchItem, _index: dict[str, list[RequestRecord]] | None = None
+              ) -> RequestRecord | None:
+        """The record that stands for ``item`` (see the module docstring), or None."""
+        recs = (_index if _index is not None else self.by_id()).get(item.id, [])
+        h = item.request_hash()
+        same = [r for r in recs if r.request_hash == h]
+        for r in same:
+            if r.ok:
+                return r
+        return same[-1] if same else None
+
+    def finals(self, items: Sequence[BatchItem]) -> dict[str, RequestRecord]:
+        index = self.by_id()
+        out = {}
+        for item in items:
+            rec = self.final(item, index)
+            if rec is not None:
+                out[item.id] = rec
+        return out
+
+    def done_ids(self, items: Sequence[BatchItem]) -> set[str]:
+        """Items already answered (an ok record for the same request): ``--resume`` skips them."""
+        return {i for i, r in self.finals(items).items() if r.ok}
+
+
+def read_journal(path: str | Path) -> JournalContents:
+    """Read a journal; a missing file is an empty journal."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return JournalContents()
+    except OSError as err:
+        raise R1Error(f"{p}: cannot read the journal: {err.strerror}") from None
+    contents, _ = _parse(p, data)
+    return contents
+
+
+def _parse(path: Path, data: bytes) -> tuple[JournalContents, int]:
+    """Parse journal bytes; return the contents and the length of the valid prefix."""
+    contents = JournalContents()
+    pos = 0
+    lineno = 0
+    n = len(data)
+    while pos < n:
+        end = data.find(b"\n", pos)
+        last = end < 0
+        raw = data[pos:] if last else data[pos:end]
+        lineno += 1
+        try:
+            doc = json.loads(raw.decode("utf-8")) if raw.strip() else None
+            if doc is not None and not isinstance(doc, dict):
+                raise ValueError("not an object")
+            if doc is not None:
+                if lineno == 1 and doc.get("journal") == JOURNAL_MAGIC:
+                    contents.header = doc
+                    if doc.get("version") != JOURNAL_VERSION:
+                        raise R1Error(f"{path}: journal version {doc.get('version')!r} is not "
+                                      f"{JOURNAL_VERSION}",
+                                      hint="finish it with the r1console that wrote it, or move it away")
+                else:
+                    contents.records.append(RequestRecord.from_json(doc))
+        except (ValueError, TypeError, UnicodeDecodeError) as err:
+            if last:  # a torn tail: the crash happened during this write
+                contents.torn_tail = True
+                return contents, pos
+            raise R1Error(f"{path}:{lineno}: damaged journal line ({err})",
+                          hint="a crash only ever tears the last line; this one was changed by "
+                               "something else. Remove that line to redo its request") from None
+        if last:
+            # Complete JSON without its newline: keep it; Journal.open adds the newline.
+            return contents, n
+        pos = end + 1
+    return contents, n
+
+
+class Journal:
+    """An open, locked, append-only journal. Use :meth:`open`; :meth:`append` per record."""
+
+    def __init__(self, path: Path, fd: int, contents: JournalContents) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self.contents = contents
+        self.appended = 0
+
+    @classmethod
+    def open(cls, path: str | Path, *, resume: bool, header: Mapping[str, Any] | None = None) -> Journal:
+        """Open ``path`` for appending.
+
+        Without ``resume`` an existing journal with records is an error (nothing is
+        overwritten); with it, the records are read (torn tail cut off) and kept.
+        """
+        p = Path(path)
+        try:
+            fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise R1Error(f"{p}: cannot open the journal: {err.strerror}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise R1Error(f"{p}: another r1console batch is writing this journal",
+                              hint="wait for it to finish, or use another -o OUTPUT") from None
+            data = _read_fd(fd)
+            contents, valid = _parse(p, data)
+            if contents.records and not resume:
+                raise R1Error(f"{p} already holds {len(contents.records)} finished requests "
+                              "from an earlier run",
+                              hint="add --resume to continue it (done requests are skipped), "
+                                   "or delete the journal to start over")
+            if not resume and data:
+                os.ftruncate(fd, 0)
+                data, valid, contents = b"", 0, JournalContents()
+            if valid < len(data):
+                os.ftruncate(fd, valid)       # cut the torn tail
+                data = data[:valid]
+            if data and not data.endswith(b"\n"):
+                os.write(fd, b"\n")
+            if not data:
+                hdr = {"journal": JOURNAL_MAGIC, "version": JOURNAL_VERSION,
+                       "created": time.time(), **dict(header or {})}
+                os.write(fd, _line(hdr))
+                contents.header = hdr
+            os.fsync(fd)
+            _fsync_dir(p.parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(p, fd, contents)
+
+    def append(self, record: RequestRecord) -> None:
+        """Write one record and ``fsync`` it before returning."""
+        if self._fd is None:
+            raise RuntimeError("journal is closed")
+        data = _line(record.to_json())
+        written = 0
+        while written < len(data):
+            written += os.write(self._fd, data[written:])
+        os.fsync(self._fd)
+        self.contents.records.append(record)
+        self.appended += 1
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _line(doc: Mapping[str, Any]) -> bytes:
+    return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _read_fd(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    parts = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+# -- final output ------------------------------------------------------------------------------
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    p = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as err:
+        raise R1Error(f"{p}: cannot write: {err.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise R1Error(f"{p}: cannot write: {err.strerror}") from None
+        raise
+    _fsync_dir(p.parent)
+
+
+def _missing(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]) -> list[str]:
+    return [item.id for item in items if item.id not in records]
+
+
+def seed_output(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]) -> list[dict[str, Any]]:
+    """The seed's ``output_responses.json`` list, in input order."""
+    missing = _missing(items, records)
+    if missing:
+        raise R1Error(f"{len(missing)} requests have no result yet (first: {missing[0]!r})")
+    out = []
+    for item in items:
+        rec = records[item.id]
+        if rec.ok:
+            response = {"reasoning": rec.reasoning, "final": rec.content}
+        else:
+            message = (rec.error or {}).get("message") or "failed"
+            response = {"reasoning": "[ERROR]", "final": f"[ERROR] {message}"}
+        out.append({"question_tag": item.id, "response": response})
+    return out
+
+
+def openai_output_lines(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]
+                        ) -> list[dict[str, Any]]:
+    """OpenAI batch output records (``vllm run-batch``'s shape), in input order."""
+    missing = _missing(items, records)
+    if missing:
+        raise R1Error(f"{len(missing)} requests have no result yet (first: {missing[0]!r})")
+    out = []
+    for item in items:
+        rec = records[item.id]
+        rid = rec.response_id or f"chatcmpl-{rec.record_id}"
+        if rec.ok:
+            body = {
+                "id": rid,
+                "object": "chat.completion",
+                "created": int(rec.finished_at or 0),
+                "model": rec.model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": rec.content,
+                                "reasoning": rec.reasoning, "reasoning_content": rec.reasoning},
+                    "logprobs": None,
+                    "finish_reason": rec.finish_reason,
+                }],
+                "usage": rec.usage,
+            }
+            line = {"id": f"vllm-{rec.record_id}", "custom_id": item.id,
+                    "response": {"status_code": 200, "request_id": rid, "body": body}, "error": None}
+        else:
+            err = rec.error or {}
+            status = err.get("status")
+            line = {
+                "id": f"vllm-{rec.record_id}", "custom_id": item.id,
+                "response": ({"status_code": status, "request_id": rid, "body": None}
+                             if isinstance(status, int) else None),
+                "error": {"message": err.get("message") or "failed", "type": err.get("type"),
+                          "code": status},
+            }
+        out.append(line)
+    return out
+
+
+def write_output(path: str | Path, fmt: str, items: Sequence[BatchItem],
+                 records: Mapping[str, RequestRecord]) -> None:
+    """Write the final output in ``fmt`` (``seed`` or ``openai``) atomically."""
+    if fmt == "seed":
+        text = json.dumps(seed_output(items, records), indent=2, ensure_ascii=False) + "\n"
+    elif fmt == "openai":
+        text = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in openai_output_lines(items, records))
+    else:
+        raise R1Error(f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    atomic_write_text(path, text)
+
+
+def default_output_format(input_format: str, output: str | Path) -> str:
+    """``seed`` input → seed output, OpenAI batch input → OpenAI batch output; simple JSONL
+    follows OUTPUT's extension (``.jsonl`` → openai, else seed)."""
+    if input_format in OUTPUT_FORMATS:
+        return input_format
+    return "openai" if str(output).endswith(".jsonl") else "seed"
+
+
+def records_in_order(items: Iterable[BatchItem], records: Mapping[str, RequestRecord]) -> list[RequestRecord]:
+    return [records[i.id] for i in items if i.id in records]
