@@ -624,8 +624,8 @@ class Plan:
         if not self.fits:
             reason = self.warnings[0] if self.warnings else "does not fit"
             return f"DOES NOT FIT ({head}): {reason}"
-        return (f"fits ({head}): {self.weights_bytes_per_gpu / GiB:.1f} GiB weights + "
-                f"{self.kv_cache_bytes_per_gpu / GiB:.1f} GiB KV per {'GPU' if self.platform == 'gpu' else 'node'}"
+        return (f"fits ({head}): {format_bytes(self.weights_bytes_per_gpu)} weights + "
+                f"{format_bytes(self.kv_cache_bytes_per_gpu)} KV per {'GPU' if self.platform == 'gpu' else 'node'}"
                 f" = {self.kv_tokens_per_gpu:,} tokens; {self.max_concurrency} concurrent requests of "
                 f"{self.context_len:,} tokens")
 
@@ -794,6 +794,9 @@ def make_plan(profile: Any, model: ModelDesc, *, gpu: GpuSpec | str | None = Non
     ctx = int(context_len or v.max_model_len or 4096)
     if ctx < 1:
         raise R1Error(f"--context must be at least 1, got {ctx}")
+    if max_model_len and ctx > max_model_len:
+        warnings.append(f"context {ctx:,} is longer than max_model_len {max_model_len:,}: vLLM rejects such "
+                        "requests; the concurrency figure is hypothetical")
 
     # ---- memory budget per device ----
     weights = weights_per_gpu(model, tp if platform == "gpu" else 1, pp)

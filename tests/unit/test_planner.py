@@ -238,6 +238,8 @@ def test_concurrency_recommendations_and_waste():
     assert any("queue or preempt" in w for w in plan.warnings)
     longer = plan_for("h100x16", context_len=8192)
     assert longer.max_concurrency == plan.kv_tokens_per_gpu // 8192
+    beyond = plan_for("h100x16", "vllm.max_model_len=2048", context_len=4096)
+    assert any("longer than max_model_len" in w for w in beyond.warnings)
     small = plan_for("h100x16", "vllm.max_num_seqs=4")
     assert any(w.startswith("wasted memory") for w in small.warnings)
 
