@@ -75,6 +75,7 @@ def _settings(profile: Profile, plan: RenderPlan) -> list[str]:
     return [
         _assign("R1C_RENDERED_BY", __version__),
         _assign("R1C_PROFILE", profile.name),
+        _assign("R1C_VLLM_VERSION", profile.vllm.version),
         _assign("R1C_BACKEND", profile.backend),
         _assign("R1C_MODEL_PATH", profile.model.path),
         _assign("R1C_PORT", profile.server.port),
