@@ -1,0 +1,126 @@
+"""Bind the batch engine to a vLLM server and the journal: the one ``run a batch file`` routine.
+
+``r1console batch`` and the TUI's batch screen both call :func:`run_batch`; ``r1console sweep``
+and the benchmark use :func:`make_sender` with their own engines::
+
+    outcome = await run_batch(plan, base_url, api_key, on_engine=attach_progress)
+
+* every request is a streamed chat completion (``VllmClient.chat_stream``) so TTFT, the first
+  answer token, inter-token gaps and E2E are measured per request; each token-carrying chunk
+  is reported to the engine (live tok/s, "server is up");
+* the journal (``OUTPUT.journal.jsonl``) receives each finished request before the engine
+  counts it; with ``resume`` the requests already answered are skipped;
+* when every request has a record, OUTPUT is written atomically in the chosen format; a run
+  that stopped early (Ctrl-C, server gone) leaves OUTPUT alone and says how to resume;
+* ``GET /health`` is the engine's probe while the server is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from r1console.adapters.vllm_client import VllmClient
+from r1console.core.batch_engine import BatchEngine, BatchProgress, EngineState, RetryPolicy, Send, SendContext
+from r1console.core.batch_input import BatchInput, BatchItem
+from r1console.core.batch_journal import (
+    Journal,
+    journal_path_for,
+    write_output,
+)
+from r1console.core.streaming import ChatResult
+
+DEFAULT_STREAM_TIMEOUT = 600.0
+
+
+def make_sender(client: VllmClient, *, model: str | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Send:
+    """A ``send(item, ctx)`` for :class:`BatchEngine` that streams one chat completion.
+
+    ``model``: the model name to send (None: the server's own, from /v1/models) — a batch file's
+    ``body.model`` is not used, since a deployment serves one model under its own name.
+    ``overrides`` (e.g. ``max_tokens``) win over each item's own parameters.
+    """
+    extra = {k: v for k, v in (overrides or {}).items() if v is not None}
+
+    async def send(item: BatchItem, ctx: SendContext) -> ChatResult:
+        params = {**dict(item.params), **extra}
+        first = True
+        async with client.chat_stream(list(item.messages), model=model, **params) as stream:
+            async for delta in stream:
+                if first:
+                    ctx.connected()
+                    first = False
+                if delta.has_token:
+                    ctx.chunk(answer=bool(delta.content))
+        return stream.result
+
+    return send
+
+
+@dataclass
+class BatchPlan:
+    """What to run: the validated input, where results go, and how hard to push."""
+
+    batch: BatchInput
+    output: Path
+    output_format: str
+    concurrency: int
+    resume: bool = False
+    max_tokens: int | None = None
+    model: str | None = None
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    stream_timeout: float = DEFAULT_STREAM_TIMEOUT
+
+    @property
+    def journal_path(self) -> Path:
+        return journal_path_for(self.output)
+
+
+@dataclass
+class BatchOutcome:
+    summary: BatchProgress
+    journal_path: Path
+    output_written: bool
+    failed_ids: list[str]
+
+    @property
+    def finished(self) -> bool:
+        return self.summary.state is EngineState.FINISHED
+
+
+async def run_batch(plan: BatchPlan, base_url: str, api_key: str | None = None, *,
+                    on_engine: Callable[[BatchEngine], None] | None = None,
+                    client: VllmClient | None = None) -> BatchOutcome:
+    """Run ``plan`` against the server at ``base_url``. ``on_engine(engine)`` is called once the
+    engine exists (before any request), to attach progress displays and stop handlers."""
+    items = plan.batch.items
+    header = {"input": plan.batch.source, "input_format": plan.batch.format,
+              "output": str(plan.output), "output_format": plan.output_format}
+    with Journal.open(plan.journal_path, resume=plan.resume, header=header) as journal:
+        done = journal.contents.done_ids(items)
+        own = client is None
+        http = client or VllmClient(base_url, api_key, stream_timeout=plan.stream_timeout)
+        try:
+            model = plan.model
+            if model is None and len(done) < len(items):
+                model = await http.model_id()   # checks URL and key before the first prompt
+            send = make_sender(http, model=model, overrides={"max_tokens": plan.max_tokens})
+            engine = BatchEngine(items, send, concurrency=plan.concurrency, record=journal.append,
+                                 skip_ids=done, policy=plan.policy, probe=http.is_healthy)
+            if on_engine is not None:
+                on_engine(engine)
+            summary = await engine.run()
+        finally:
+            if own:
+                await asyncio.shield(http.aclose())
+        finals = journal.contents.finals(items)
+    written = False
+    if summary.state is EngineState.FINISHED and len(finals) == len(items):
+        write_output(plan.output, plan.output_format, items, finals)
+        written = True
+    failed = [i.id for i in items if i.id in finals and not finals[i.id].ok]
+    return BatchOutcome(summary=summary, journal_path=plan.journal_path, output_written=written,
+                        failed_ids=failed)
