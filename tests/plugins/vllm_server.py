@@ -123,7 +123,9 @@ def start_server(model_dir: Path, state_dir: Path, *, kv_cache_bytes: str = "1G"
     env.update(R1C_VLLM_HOME=str(home), R1C_VLLM_STATE=str(state_dir), R1C_VLLM_MODEL=str(model_dir),
                R1C_VLLM_PORT=str(port), R1C_VLLM_API_KEY=api_key, R1C_VLLM_SERVED_NAME=SERVED_NAME,
                R1C_VLLM_KV_CACHE_BYTES=kv_cache_bytes, R1C_VLLM_EXTRA_ARGS=extra_args,
-               R1C_VLLM_START_TIMEOUT=str(int(timeout)))
+               R1C_VLLM_START_TIMEOUT=str(int(timeout)),
+               # if this pytest dies without its finalizers (timeout, SIGKILL), the server goes too
+               R1C_VLLM_WATCH_PID=str(os.getpid()))
     env.pop("R1C_VLLM_EAGER", None)  # tests always use --enforce-eager (~35 s to /health)
     t0 = time.monotonic()
     try:
