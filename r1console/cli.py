@@ -63,6 +63,11 @@ def run_func(func, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `r1console --cluster X` (options but no command) means the console.
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version") \
+            and "tui" in _subcommands(parser):
+        argv = ["tui", *argv]
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
