@@ -9,6 +9,7 @@ from textual.app import App
 from r1console.demo.sim_server import SimServer
 from r1console.tui.screens.chat import ChatScreen
 from r1console.tui.widgets.chat_item import ChatItem
+from tests_helpers import wait_until
 
 
 class Host(App):
@@ -26,15 +27,6 @@ class Host(App):
         self.push_screen(ChatScreen("sim", opener, max_tokens=200))
 
 
-async def wait_until(pilot, predicate, timeout: float = 20.0) -> None:
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await pilot.pause(0.05)
-        await asyncio.sleep(0)
 
 
 async def test_chat_streams_reasoning_apart_and_exports(tmp_path):
