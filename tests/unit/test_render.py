@@ -146,7 +146,7 @@ def test_script_runs_to_vllm_with_the_mp_backend(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "[r1console] vllm_starting" in result.stdout and "[r1console] vllm_exited code=0" in result.stdout
     recorded = (tmp_path / "argv").read_text().splitlines()
-    assert recorded[0] == "serve" and recorded[1] == "/opt/r1c-vllm/tiny-r1"
+    assert recorded[0] == "serve" and recorded[1] == "/opt/r1c-vllm/models/tiny-r1"
     assert recorded[-1] == "key=s3cret"
 
 
