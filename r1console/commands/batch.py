@@ -407,6 +407,8 @@ def print_summary(summary, *, console, title: str = "batch") -> None:
         line += f" ({occ * 100:.1f} % of the window while work was waiting)"
     if summary.retries:
         line += f", {summary.retries} retries"
+    if summary.waiting_server_s >= 0.05:
+        line += f", {summary.waiting_server_s:,.1f} s waiting for an unreachable server"
     console.print(line)
     table = Table(show_edge=False, box=None, pad_edge=False)
     table.add_column("latency (ms)")

@@ -195,6 +195,7 @@ class BatchProgress:
     itl: Summary = EMPTY                 # pooled inter-token gaps
     e2e: Summary = EMPTY
     tpot: Summary = EMPTY
+    waiting_server_s: float = 0.0        # time spent waiting for an unreachable server
     stop_reason: str | None = None
     last_error: str | None = None
 
@@ -237,6 +238,7 @@ class BatchProgress:
             "itl_ms": self.itl.to_dict(1000, 3),
             "e2e_ms": self.e2e.to_dict(1000, 3),
             "tpot_ms": self.tpot.to_dict(1000, 3),
+            "waiting_server_s": round(self.waiting_server_s, 3),
             "stop_reason": self.stop_reason,
         }
 
@@ -259,6 +261,7 @@ class _Slot:
     item: BatchItem
     attempt: int
     first_sent_at: float            # wall time of the first attempt
+    while_down: bool = False        # sent as the test request while the server was down
     task: asyncio.Task | None = None
 
 
@@ -323,6 +326,7 @@ class BatchEngine:
         self._busy = 0.0
         self._backlog_time = 0.0
         self._backlog_busy = 0.0
+        self._down_time = 0.0
         self._ok = 0
         self._failed = 0
         self._retries = 0
@@ -407,6 +411,7 @@ class BatchEngine:
             itl=self._itl.summary(self._pcts),
             e2e=summarize(self._e2e, self._pcts),
             tpot=summarize(self._tpot, self._pcts),
+            waiting_server_s=self._down_time,
             stop_reason=self._stop_reason,
             last_error=self._last_error,
         )
@@ -524,7 +529,8 @@ class BatchEngine:
             if attempt > 1:
                 self._retries += 1
             first = self._first_sent.setdefault(item.id, self._wall())
-            slot = _Slot(item=item, attempt=attempt, first_sent_at=first)
+            slot = _Slot(item=item, attempt=attempt, first_sent_at=first,
+                         while_down=self._down_since is not None)
             self._slots[item.id] = slot
             slot.task = asyncio.ensure_future(self._attempt(slot))
             self._emit(BatchEvent("started", item_id=item.id, attempt=attempt))
@@ -594,12 +600,16 @@ class BatchEngine:
             self._attempts[item.id] -= 1          # not the request's fault: no attempt spent
             if self._down_since is None:
                 self._down_since = now
-                self._down_streak = 0
+                self._down_streak = 1
+                self._hold_until = now + self.policy.backoff(1, self._rng)
                 self._emit(BatchEvent("server-down", item_id=item.id, error=message))
                 if not self._paused and not self._stopping:
                     self._set_state(EngineState.WAITING_SERVER)
-            self._down_streak += 1
-            self._hold_until = max(self._hold_until, now + self.policy.backoff(self._down_streak, self._rng))
+            elif slot.while_down:
+                # The one request that tested the water (no probe) failed: back off further.
+                # Requests already in flight when the server went away do not count.
+                self._down_streak += 1
+                self._hold_until = now + self.policy.backoff(self._down_streak, self._rng)
             heapq.heappush(self._retry_heap, _Retry(now, item.index, item))
             return
         if kind is ErrorKind.TRANSIENT and slot.attempt < self.policy.max_attempts:
@@ -712,6 +722,8 @@ class BatchEngine:
             if running and backlogged:
                 self._backlog_time += dt
                 self._backlog_busy += min(n, self.concurrency) * dt
+            if self.state is EngineState.WAITING_SERVER:
+                self._down_time += dt
             self._t_last = now
 
     def _finish(self, state: EngineState, reason: str | None = None) -> None:

@@ -411,3 +411,23 @@ def test_backoff_is_exponential_capped_and_jittered():
         delays = [policy.backoff(n, rng) for _ in range(200)]
         assert all(cap / 2 <= d <= cap for d in delays)
         assert max(delays) - min(delays) > cap / 4  # really jittered
+
+
+async def test_many_requests_failing_at_once_do_not_inflate_the_backoff():
+    """32 requests that all hit a dead server are one outage, not 32: the probe backoff
+    starts from base_delay (a regression: it used to jump to max_delay)."""
+    server = FakeServer()
+    server.up = False
+    probes = []
+
+    async def probe() -> bool:
+        probes.append(True)
+        return False
+
+    engine = BatchEngine(items(64), server.send, concurrency=32, probe=probe,
+                         policy=RetryPolicy(base_delay=0.02, max_delay=30.0, give_up_after=0.4))
+    summary = await engine.run()
+    assert summary.state is EngineState.STOPPED
+    assert len(server.seen) == 32          # the first window; nothing more while down
+    assert len(probes) >= 3                # 0.01-0.02, 0.02-0.04, 0.04-0.08, … within 0.4 s
+    assert summary.waiting_server_s > 0.3
