@@ -1,0 +1,394 @@
+"""The SLURM client: submit, queue, job details, history, cancel, GPUs and logs over a Transport.
+
+Every command is an argv list (the transport quotes it for the remote shell), runs with a
+timeout (slurmctld not answering never hangs us), and every failure is a RemoteError carrying
+SLURM's own stderr. Parsing lives in ``r1console.core.slurm_parse`` / ``core.nvidia_smi``.
+
+Polling one job costs one command: :meth:`SlurmClient.job_state` is a single
+``squeue -h -t all -j ID -o FORMAT`` (sacct only once the job has left squeue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from r1console.adapters import deployments
+from r1console.adapters.deployments import Deployment
+from r1console.adapters.transport import DEFAULT_TIMEOUT, FileFollower, RunResult, Transport
+from r1console.core.errors import R1Error, RemoteError
+from r1console.core.nvidia_smi import NodeGpus, NvidiaSmiParseError, nvidia_smi_argv, parse_labelled
+from r1console.core.profiles import LoadedProfile, load_profile
+from r1console.core.render import LOG_ERR, LOG_OUT, RenderPlan, key_file_for, render_script
+from r1console.core.slurm_parse import (
+    SACCT_FIELDS,
+    SACCT_JOBCOMP_FIELDS,
+    SQUEUE_FORMAT,
+    JobInfo,
+    SlurmParseError,
+    classify_srun_error,
+    is_accounting_disabled,
+    is_invalid_job_id,
+    is_json_unsupported,
+    parse_sacct,
+    parse_sbatch_parsable,
+    parse_scontrol_jobs,
+    parse_squeue_format,
+    parse_squeue_json,
+)
+from r1console.core.userconfig import ClusterSpec
+
+SLURM_COMMANDS = frozenset({"sbatch", "squeue", "scontrol", "sacct", "scancel", "srun", "sinfo", "sacctmgr"})
+_SLURM_CONF_FILES = ("/etc/slurm/slurm.conf", "/etc/slurm-llnl/slurm.conf", "/run/slurm/conf/slurm.conf")
+_PROFILE_DEFAULT_WORKDIR = "~/r1console"
+
+
+class JobNotFound(R1Error):
+    """SLURM has no record of the job (not in squeue, not in sacct)."""
+
+    exit_code = 1
+
+
+class JobStateError(R1Error):
+    """The job is in the wrong state for the request (not running yet, already ended...)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class GpuReport:
+    job: JobInfo
+    nodes: tuple[NodeGpus, ...]
+    missing_nodes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"job_id": self.job.job_id, "state": self.job.state,
+                "nodes": [n.to_dict() for n in self.nodes], "missing_nodes": list(self.missing_nodes)}
+
+
+def load_profile_for_cluster(ref: str, spec: ClusterSpec, *, overrides: Sequence[str] = (),
+                             dirs: list[Path] | None = None) -> LoadedProfile:
+    """Load a profile; the cluster's partition/account fill in when the profile sets none."""
+    loaded = load_profile(ref, dirs=dirs, overrides=list(overrides))
+    extra = []
+    if spec.partition and not loaded.profile.slurm.partition:
+        extra.append(f"slurm.partition={spec.partition}")
+    if spec.account and not loaded.profile.slurm.account:
+        extra.append(f"slurm.account={spec.account}")
+    if extra:
+        loaded = load_profile(ref, dirs=dirs, overrides=[*overrides, *extra])
+    return loaded
+
+
+def deployment_id_for(profile_name: str, now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{profile_name}-{stamp}-{secrets.token_hex(3)}"
+
+
+class SlurmClient:
+    def __init__(self, transport: Transport, cluster: ClusterSpec, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.transport = transport
+        self.cluster = cluster
+        self.timeout = timeout
+        self._json_ok: bool | None = None
+        self._sacct_mode: str | None = None  # "sacct" (slurmdbd) or "jobcomp" (sacct -c)
+
+    @property
+    def cluster_name(self) -> str:
+        return self.cluster.name or self.cluster.host
+
+    # ---- running ---------------------------------------------------------------------------
+    def _check_local_config(self, argv: Sequence[str]) -> None:
+        if not self.transport.is_local or argv[0] not in SLURM_COMMANDS:
+            return
+        env = getattr(self.transport, "env", {}) or {}
+        if env.get("SLURM_CONF") or os.environ.get("SLURM_CONF") or any(os.path.exists(p) for p in _SLURM_CONF_FILES):
+            return
+        raise R1Error(f"no SLURM configuration here: SLURM_CONF is not set and {_SLURM_CONF_FILES[0]} does not exist",
+                      hint="set SLURM_CONF, or give the cluster `env: {SLURM_CONF: /path/slurm.conf}` in the config")
+
+    async def _run(self, argv: Sequence[str], *, timeout: float | None = None, retry: bool = True) -> RunResult:
+        self._check_local_config(argv)
+        return await self.transport.run(list(argv), timeout=timeout or self.timeout, retry_on_drop=retry)
+
+    # ---- submit ----------------------------------------------------------------------------
+    async def submit(self, loaded: LoadedProfile, *, workdir: str | None = None) -> Deployment:
+        """Upload the rendered script (+ API key) into the workdir and sbatch it; record it locally."""
+        profile = loaded.profile
+        if workdir is None:
+            set_in_profile = ("workdir",) in loaded.marks and profile.workdir != _PROFILE_DEFAULT_WORKDIR
+            workdir = profile.workdir if set_in_profile else self.cluster.workdir
+        workdir_abs = (await self.transport.expand_user(workdir)).rstrip("/") or "/"
+        if not workdir_abs.startswith("/"):
+            raise R1Error(f"workdir {workdir!r} must be an absolute path or start with ~/")
+        dep_id = deployment_id_for(profile.name)
+        key_path = key_file_for(profile, workdir_abs, dep_id)
+        script = render_script(profile, RenderPlan(workdir=workdir_abs, api_key_file=key_path))
+        script_path = f"{workdir_abs}/{dep_id}.sbatch"
+
+        await self.transport.mkdir(workdir_abs, mode=0o700)
+        created_key = False
+        if profile.server.api_key == "auto" and key_path:
+            await self.transport.mkdir(f"{workdir_abs}/keys", mode=0o700)
+            await self.transport.write_file(key_path, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
+            created_key = True
+        elif key_path:
+            check = await self.transport.run(["test", "-r", key_path], timeout=self.timeout)
+            if not check.ok:
+                raise R1Error(f"the profile's API key file {key_path} is not readable on {self.cluster_name}",
+                              hint="create it (chmod 600), or use server.api_key: auto")
+        await self.transport.write_file(script_path, script.encode(), mode=0o600)
+
+        argv = ["sbatch", "--parsable", f"--chdir={workdir_abs}", script_path]
+        result = await self._run(argv, retry=False)  # never run sbatch twice
+        if not result.ok:
+            leftovers = [script_path] + ([key_path] if created_key and key_path else [])
+            await self.transport.run(["rm", "-f", "--", *leftovers], timeout=self.timeout)
+            raise RemoteError(f"sbatch rejected profile {profile.name} on {self.cluster_name}", argv=argv,
+                              stderr=result.stderr or result.stdout, returncode=result.returncode,
+                              hint="check slurm.partition / nodes / gpus_per_node against `sinfo` "
+                              "(cluster defaults: partition/account in the r1console config)")
+        job_id, _ = parse_sbatch_parsable(result.stdout)
+        dep = Deployment(
+            deployment_id=dep_id, cluster=self.cluster_name, job_id=job_id, profile=profile.name,
+            workdir=workdir_abs, script_path=script_path,
+            log_out=f"{workdir_abs}/{LOG_OUT.replace('%j', job_id)}",
+            log_err=f"{workdir_abs}/{LOG_ERR.replace('%j', job_id)}",
+            key_path=key_path, port=profile.server.port, served_model_name=profile.served_model_name,
+            profile_source=str(loaded.source), transport=self.cluster.transport,
+            ssh_host=self.cluster.host if self.cluster.transport == "ssh" else None,
+            submitted_at=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        )
+        deployments.save(dep)
+        return dep
+
+    # ---- queue / state ---------------------------------------------------------------------
+    async def queue(self, job_ids: Sequence[str] | None = None, *, all_users: bool = False) -> list[JobInfo]:
+        """Jobs slurmctld holds (pending, running, and recently ended), ours unless ``all_users``.
+
+        ``squeue --json`` where it works (both schema shapes), else ``squeue -o`` with a
+        delimiter-safe format. Filters are applied here too (22.05's --json ignores them).
+        """
+        ids = [str(j) for j in job_ids or []]
+        user = None if all_users or ids else (await self.transport.identity())[1]
+        jobs: list[JobInfo] | None = None
+        if self._json_ok is not False:
+            argv = ["squeue", "--json"]
+            result = await self._run(argv)
+            if result.ok:
+                try:
+                    jobs = parse_squeue_json(result.stdout)
+                    self._json_ok = True
+                except SlurmParseError:
+                    if self._json_ok:
+                        raise
+                    self._json_ok = False
+            elif is_json_unsupported(result.returncode, result.stdout, result.stderr):
+                self._json_ok = False
+            else:
+                result.check("squeue --json")
+        if jobs is None:
+            argv = ["squeue", "-h", "-t", "all", "-o", SQUEUE_FORMAT]
+            argv += ["-j", ",".join(ids)] if ids else (["-u", user] if user else [])
+            result = await self._run(argv)
+            if not result.ok and ids and is_invalid_job_id(result.stderr):
+                return []
+            result.check("squeue")
+            jobs = parse_squeue_format(result.stdout)
+        if ids:
+            jobs = [j for j in jobs if j.job_id in ids or j.job_id.split("_")[0] in ids]
+        elif user:
+            jobs = [j for j in jobs if not j.user or j.user == user]
+        return jobs
+
+    async def job_state(self, job_id: str) -> JobInfo:
+        """One job, cheaply: ONE ``squeue`` command while slurmctld holds it, sacct afterwards."""
+        job_id = str(job_id).strip()
+        if not job_id.replace("_", "").isdigit():
+            raise JobNotFound(f"{job_id!r} is not a SLURM job id")
+        argv = ["squeue", "-h", "-t", "all", "-j", job_id, "-o", SQUEUE_FORMAT]
+        result = await self._run(argv)
+        if result.ok:
+            jobs = [j for j in parse_squeue_format(result.stdout) if j.job_id == job_id]
+            if jobs:
+                return jobs[0]
+        elif not is_invalid_job_id(result.stderr):
+            result.check("squeue")
+        past = await self.history([job_id])
+        if past:
+            return past[0]
+        raise JobNotFound(f"job {job_id} is not known to SLURM on {self.cluster_name} "
+                          "(not in squeue, not in the accounting history)",
+                          hint="check the id with `r1console status`")
+
+    async def job(self, job_id: str) -> JobInfo:
+        """Full details: ``scontrol show job -o`` (BatchHost, NodeList, WorkDir, StdOut/StdErr),
+        falling back to the accounting history for jobs slurmctld has forgotten."""
+        job_id = str(job_id).strip()
+        if not job_id.replace("_", "").isdigit():
+            raise JobNotFound(f"{job_id!r} is not a SLURM job id")
+        result = await self._run(["scontrol", "show", "job", "-o", job_id])
+        if result.ok:
+            jobs = parse_scontrol_jobs(result.stdout)
+            for info in jobs:
+                if info.job_id == job_id or info.job_id.split("_")[0] == job_id:
+                    return info
+            if jobs:
+                return jobs[0]
+        elif not is_invalid_job_id(result.stderr):
+            result.check("scontrol show job")
+        past = await self.history([job_id])
+        if past:
+            return past[0]
+        raise JobNotFound(f"job {job_id} is not known to SLURM on {self.cluster_name} "
+                          "(not in scontrol, not in the accounting history)",
+                          hint="check the id with `r1console status`")
+
+    # ---- history ---------------------------------------------------------------------------
+    async def history(self, job_ids: Sequence[str] | None = None, *, since: datetime | None = None,
+                      all_users: bool = False) -> list[JobInfo]:
+        """Jobs from accounting: ``sacct -X -P`` (slurmdbd) or ``sacct -c -P`` (jobcomp only)."""
+        ids = [str(j) for j in job_ids or []]
+        select: list[str]
+        if ids:
+            select = ["-j", ",".join(ids)]
+        else:
+            start = since or (datetime.now() - timedelta(days=7))
+            select = ["-S", start.strftime("%Y-%m-%dT%H:%M:%S")]
+            if not all_users:
+                select += ["-u", (await self.transport.identity())[1]]
+            else:
+                select += ["-a"]
+        if self._sacct_mode != "jobcomp":
+            argv = ["sacct", "-X", "-P", "-o", ",".join(SACCT_FIELDS), *select]
+            result = await self._run(argv)
+            if result.ok:
+                self._sacct_mode = "sacct"
+                return self._sorted(parse_sacct(result.stdout, source="sacct"), ids)
+            if not is_accounting_disabled(result.stderr + result.stdout):
+                result.check("sacct", hint="SLURM accounting (sacct) is needed for jobs that left squeue")
+            self._sacct_mode = "jobcomp"
+        argv = ["sacct", "-c", "-P", "-o", ",".join(SACCT_JOBCOMP_FIELDS), *select]
+        result = await self._run(argv)
+        result.check("sacct -c", hint="this cluster has neither slurmdbd accounting nor a jobcomp log; "
+                     "ended jobs disappear from SLURM after MinJobAge")
+        return self._sorted(parse_sacct(result.stdout, source="sacct-c"), ids)
+
+    @staticmethod
+    def _sorted(jobs: list[JobInfo], ids: list[str]) -> list[JobInfo]:
+        if ids:
+            # jobcomp may hold several records of one id (requeues); the last one is the newest
+            latest: dict[str, JobInfo] = {}
+            for job in jobs:
+                latest[job.job_id] = job
+            return [latest[i] for i in ids if i in latest]
+        return jobs
+
+    # ---- cancel ----------------------------------------------------------------------------
+    async def cancel(self, job_id: str, *, confirm_timeout: float = 20.0, interval: float = 0.5) -> JobInfo:
+        """``scancel`` and CONFIRM: scancel exits 0 even for unknown or finished jobs."""
+        before = await self.job_state(job_id)
+        if before.is_finished:
+            raise JobStateError(f"job {job_id} has already ended ({before.state}); nothing to cancel")
+        result = await self._run(["scancel", str(job_id)], retry=True)
+        result.check("scancel")
+        deadline = time.monotonic() + confirm_timeout
+        info = before
+        while True:
+            try:
+                info = await self.job_state(job_id)
+            except JobNotFound:
+                return JobInfo(job_id=str(job_id), state="CANCELLED", reason="gone from SLURM after scancel")
+            if info.is_finished:
+                return info
+            if time.monotonic() >= deadline:
+                if info.state == "COMPLETING":
+                    return info
+                raise JobStateError(f"scancel {job_id} returned, but the job is still {info.state} after "
+                                    f"{confirm_timeout:g} s", hint="run `r1console status` again shortly")
+            await asyncio.sleep(interval)
+
+    # ---- GPUs ------------------------------------------------------------------------------
+    async def gpus(self, job_id: str, *, timeout: float = 60.0) -> GpuReport:
+        """Per node, per GPU samples via ``srun --overlap ... -l nvidia-smi --query-gpu``."""
+        info = await self.job_state(job_id)
+        if info.is_pending:
+            raise JobStateError(f"job {job_id} is not running yet ({info.state}"
+                                f"{', ' + info.reason if info.reason else ''}): it has no GPUs to show",
+                                hint=f"r1console wait {job_id} --for running")
+        if info.is_finished:
+            raise JobStateError(f"job {job_id} has ended ({info.state}): it has no GPUs any more")
+        if not info.is_running:
+            raise JobStateError(f"job {job_id} is {info.state}: GPUs can be read only while it is RUNNING")
+        nodes = info.node_list
+        count = len(nodes) or info.node_count or 1
+        argv = ["srun", f"--jobid={job_id}", "--overlap", "-N", str(count), "--ntasks-per-node=1", "-l",
+                *nvidia_smi_argv()]
+        result = await self._run(argv, timeout=timeout)
+        if not result.ok:
+            problem = classify_srun_error(result.stderr)
+            if problem.kind == "missing_command":
+                raise RemoteError(f"job {job_id}: {problem.message}", argv=argv, stderr=result.stderr,
+                                  returncode=result.returncode,
+                                  hint="is this a GPU partition? nvidia-smi comes with the NVIDIA driver")
+            if problem.kind in ("pending", "ended", "unknown_job"):
+                raise JobStateError(f"job {job_id}: {problem.message}")
+            raise RemoteError(f"reading GPUs of job {job_id} failed: {problem.message}", argv=argv,
+                              stderr=result.stderr, returncode=result.returncode)
+        try:
+            per_node = parse_labelled(result.stdout, nodes)
+        except NvidiaSmiParseError as err:
+            raise RemoteError(f"job {job_id}: unexpected nvidia-smi output: {err}", argv=argv,
+                              stderr=result.stderr) from None
+        seen = {n.node for n in per_node}
+        missing = tuple(n for n in nodes if n not in seen)
+        return GpuReport(job=info, nodes=tuple(per_node), missing_nodes=missing)
+
+    # ---- logs ------------------------------------------------------------------------------
+    @staticmethod
+    def log_path(info: JobInfo, stream: str = "out", dep: Deployment | None = None) -> str | None:
+        """Where the job's .out/.err is on the cluster; None while the batch host is unknown."""
+        if dep is not None:
+            host = info.batch_host or dep.batch_host
+            if host and not dep.batch_host:
+                dep = replace(dep, batch_host=host)
+            return dep.log_path(stream)
+        return info.stderr_path() if stream == "err" else info.stdout_path()
+
+    async def file_size(self, path: str) -> int | None:
+        result = await self.transport.run(["stat", "-c", "%s", "--", path], timeout=self.timeout)
+        if not result.ok:
+            return None
+        text = result.stdout.strip()
+        return int(text) if text.isdigit() else None
+
+    async def read_from(self, path: str, offset: int = 0, *, max_bytes: int = 64 * 1024 * 1024) -> bytes:
+        """The file from byte ``offset`` to its current end (one command)."""
+        result = await self.transport.run(["tail", "-c", f"+{offset + 1}", "--", path], timeout=max(self.timeout, 60))
+        if not result.ok:
+            raise RemoteError(f"cannot read {path} on {self.cluster_name}", stderr=result.stderr,
+                              returncode=result.returncode)
+        return result.raw_stdout[:max_bytes]
+
+    def follow(self, path: str, offset: int = 0) -> FileFollower:
+        return self.transport.follow(path, offset)
+
+
+def remember_batch_host(dep: Deployment | None, info: JobInfo) -> Deployment | None:
+    """Store the batch host / node list in the record the first time they are known."""
+    if dep is None or not info.batch_host or (dep.batch_host == info.batch_host and dep.nodes == info.nodes):
+        return dep
+    try:
+        return deployments.update(dep, batch_host=info.batch_host, nodes=info.nodes or dep.nodes)
+    except R1Error:
+        return dep
+
+
+__all__ = ["GpuReport", "JobNotFound", "JobStateError", "SlurmClient", "deployment_id_for",
+           "load_profile_for_cluster", "remember_batch_host"]
