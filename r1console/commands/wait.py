@@ -1,0 +1,175 @@
+"""`r1console wait JOBID --for running|ready|end [--timeout S]`: block until the job gets there.
+
+Costs one ``squeue`` per ``--interval`` tick. ``ready`` also follows both logs (streamed, no
+polling) through the lifecycle stage machine and, once the job runs, asks the server itself over
+the SSH forward: ``/health`` and one tiny completion (vLLM can pass /health and die on its first
+request). It fails early, with the reason, when the job ends or a known fatal error is logged.
+
+Exit codes: 0 reached; 1 the job cannot get there any more (ended, failed, unknown); 3 timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+
+from r1console.adapters.reach import open_server
+from r1console.adapters.slurm_client import JobStateError, SlurmClient, remember_batch_host
+from r1console.commands._jobs import add_cluster_flags, clean_errors, emit, job_dict, resolve_cluster, \
+    slurm_session, stderr
+from r1console.core.errors import R1Error
+from r1console.core.slurm_parse import JobInfo
+
+GOALS = ("running", "ready", "end")
+
+
+class WaitTimeout(R1Error):
+    exit_code = 3
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("wait", help="wait until a job is running, ready (server answers) or ended",
+                       description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
+    p.add_argument("job_id", metavar="JOBID")
+    p.add_argument("--for", dest="goal", choices=GOALS, default="running", help="what to wait for (default running)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up after S seconds (exit 3)")
+    p.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between checks (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    add_cluster_flags(p)
+    p.set_defaults(func=run)
+
+
+def _describe(info: JobInfo) -> str:
+    return info.state + (f" ({info.reason})" if info.reason else "")
+
+
+class _Progress:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.last = ""
+
+    def show(self, text: str) -> None:
+        if not self.quiet and text != self.last:
+            stderr(f"r1console: {text}")
+            self.last = text
+
+
+@clean_errors
+async def run(args: argparse.Namespace) -> int:
+    spec, dep = resolve_cluster(args, args.job_id)
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    progress = _Progress(args.quiet or args.json)
+
+    def remaining() -> float | None:
+        return None if deadline is None else deadline - time.monotonic()
+
+    async with slurm_session(spec, args) as (transport, client):
+        info = await client.job_state(args.job_id)
+        while True:
+            progress.show(f"job {args.job_id}: {_describe(info)}")
+            if args.goal == "end" and info.is_finished:
+                break
+            if args.goal in ("running", "ready") and info.is_finished:
+                raise JobStateError(f"job {args.job_id} ended ({_describe(info)}) before it was {args.goal}")
+            if args.goal == "running" and info.is_running:
+                break
+            if args.goal == "ready" and info.is_running:
+                dep = remember_batch_host(dep, info) or dep
+                if dep is None:
+                    raise R1Error(f"--for ready needs a job submitted by r1console (its port and API key); "
+                                  f"job {args.job_id} has no deployment record",
+                                  hint=f"r1console wait {args.job_id} --for running")
+                state = await _wait_ready(client, transport, dep, info, args, remaining, progress)
+                emit(args, {**job_dict(state[0], dep), "lifecycle": state[1]},
+                     f"job {args.job_id} is ready: {state[2]}")
+                return 0
+            left = remaining()
+            if left is not None and left <= 0:
+                raise WaitTimeout(f"job {args.job_id} is still {_describe(info)} after {args.timeout:g} s "
+                                  f"(waiting for {args.goal})")
+            await asyncio.sleep(args.interval if left is None else max(0.0, min(args.interval, left)))
+            info = await client.job_state(args.job_id)
+    emit(args, job_dict(info, dep), f"job {args.job_id}: {_describe(info)}")
+    return 0
+
+
+async def _wait_ready(client: SlurmClient, transport, dep, info: JobInfo, args, remaining, progress):
+    """Follow both logs into the lifecycle and ask the server until it is ready; (info, lifecycle, url)."""
+    try:
+        from r1console.adapters.vllm_client import VllmClient
+        from r1console.core.lifecycle import JobLifecycle, Stage
+        from r1console.core.logparse import LogParser
+    except ImportError as err:  # pragma: no cover - all three ship with r1console
+        raise R1Error(f"--for ready is not available in this build ({err})") from None
+
+    lifecycle = JobLifecycle(live=True)
+    clock = time.monotonic
+    followers = {}
+    tasks = []
+
+    def feed(stream: str, parser: LogParser, data: bytes) -> None:
+        lifecycle.on_log_seen()
+        lifecycle.on_events(parser.feed(data), clock())
+
+    async def follow(stream: str) -> None:
+        path = client.log_path(info, stream, dep)
+        if not path:
+            return
+        parser = LogParser(stream)
+        follower = followers[stream] = client.follow(path, 0)
+        async for chunk in follower:
+            feed(stream, parser, chunk)
+
+    for stream in ("out", "err"):
+        tasks.append(asyncio.create_task(follow(stream)))
+    server = None
+    vllm = None
+    try:
+        while True:
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
+            lifecycle.on_slurm_state(info.state, info.reason or None, clock())
+            if info.is_running and server is None:
+                server = open_server(dep.job_id, dep.cluster, transport=transport, prompt=None)
+                url, key = await server.__aenter__()
+                vllm = VllmClient(url, key)
+            if vllm is not None and info.is_running:
+                healthy = await vllm.is_healthy()
+                lifecycle.on_health(healthy, clock())
+                if healthy:
+                    try:
+                        await vllm.probe()
+                        lifecycle.on_probe(True, clock())
+                    except R1Error:
+                        lifecycle.on_probe(False, clock())
+            snap = lifecycle.snapshot(clock())
+            progress.show(f"job {dep.job_id}: {snap.stage.value}" + (f" - {snap.detail}" if snap.detail else ""))
+            if snap.stage is Stage.READY:
+                return info, snap.to_dict(), vllm.base_url if vllm is not None else ""
+            if snap.stage.terminal or info.is_finished:
+                err = snap.primary_error
+                why = f"{err.kind}: {err.explanation} ({err.line.strip()[:200]})" if err else _describe(info)
+                raise JobStateError(f"job {dep.job_id} will not become ready: {why}",
+                                    hint=err.what_to_try if err else None)
+            left = remaining()
+            if left is not None and left <= 0:
+                raise WaitTimeout(f"job {dep.job_id} is not ready after {args.timeout:g} s "
+                                  f"(stage {snap.stage.value}{': ' + snap.detail if snap.detail else ''})")
+            await asyncio.sleep(args.interval if left is None else max(0.0, min(args.interval, left)))
+            info = await client.job_state(dep.job_id)
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for follower in followers.values():
+            await follower.aclose()
+        if vllm is not None:
+            with contextlib.suppress(Exception):
+                await vllm.aclose()
+        if server is not None:
+            with contextlib.suppress(Exception):
+                await server.__aexit__(None, None, None)
