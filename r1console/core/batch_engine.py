@@ -135,7 +135,10 @@ class SendContext:
         self.chunks += 1
         if answer:
             self.answer_chunks += 1
-        self._engine._live_tokens += tokens
+        engine = self._engine
+        engine._live_tokens += tokens
+        if engine._pending and engine.state is EngineState.RUNNING:
+            engine._backlog_tokens += tokens
         if self.chunks == 1:
             self._engine._server_alive()
 
@@ -196,6 +199,8 @@ class BatchProgress:
     e2e: Summary = EMPTY
     tpot: Summary = EMPTY
     waiting_server_s: float = 0.0        # time spent waiting for an unreachable server
+    backlog_s: float = 0.0               # time running with unsent work waiting (window full)
+    backlog_tokens: int = 0              # token chunks streamed during that time
     stop_reason: str | None = None
     last_error: str | None = None
 
@@ -216,6 +221,12 @@ class BatchProgress:
         return throughput(self.live_tokens, self.elapsed_s)
 
     @property
+    def steady_tok_s(self) -> float | None:
+        """Token rate while the window was full (work waiting): the throughput *at* this
+        concurrency, without the ramp-down at the end of a finite batch."""
+        return throughput(self.backlog_tokens, self.backlog_s)
+
+    @property
     def request_per_s(self) -> float | None:
         return throughput(self.done, self.elapsed_s)
 
@@ -229,6 +240,7 @@ class BatchProgress:
             "output_tokens": self.output_tokens,
             "wall_time_s": round(self.elapsed_s, 6),
             "output_tok_s": _r(self.output_tok_s),
+            "steady_tok_s": _r(self.steady_tok_s),
             "request_per_s": _r(self.request_per_s),
             "mean_in_flight": _r(self.mean_in_flight),
             "occupancy": _r(self.occupancy),
@@ -327,6 +339,7 @@ class BatchEngine:
         self._backlog_time = 0.0
         self._backlog_busy = 0.0
         self._down_time = 0.0
+        self._backlog_tokens = 0
         self._ok = 0
         self._failed = 0
         self._retries = 0
@@ -412,6 +425,8 @@ class BatchEngine:
             e2e=summarize(self._e2e, self._pcts),
             tpot=summarize(self._tpot, self._pcts),
             waiting_server_s=self._down_time,
+            backlog_s=self._backlog_time,
+            backlog_tokens=self._backlog_tokens,
             stop_reason=self._stop_reason,
             last_error=self._last_error,
         )
