@@ -235,7 +235,7 @@ class SimServer:
             max_num_seqs=config.max_num_seqs, max_num_batched_tokens=config.max_num_batched_tokens,
             max_model_len=config.max_model_len, kv_cache_tokens=config.kv_cache_tokens, block_size=block,
             prefill_tokens_per_s=config.prefill_tokens_per_s, lengths=config.lengths, seed=config.seed))
-        self.faults = config.faults
+        self.faults = dataclasses.replace(config.faults)  # limit counts down: never touch the caller's
         self._fault_rng = random.Random(f"faults|{config.seed}")
         self._server: asyncio.AbstractServer | None = None
         self._driver: asyncio.Task | None = None
