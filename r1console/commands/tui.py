@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
     if result == "demo":
         from r1console.commands.demo import run_demo
 
-        return run_demo(argparse.Namespace(time_scale=1.0, fault=None, vllm_version=None, profile="h200x8"))
+        return run_demo(argparse.Namespace())
     return int(app.return_code or 0)
