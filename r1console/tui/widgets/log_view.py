@@ -46,7 +46,7 @@ class LogView(ScrollView, can_focus=True):
     def __init__(self, buffer: LogBuffer | None = None, *, name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self.buffer = buffer or LogBuffer()
+        self.buffer = buffer if buffer is not None else LogBuffer()  # an empty buffer is falsy
         self._view: list[int] = []  # absolute line numbers shown, in order
         self._filter = ""
         self._search = SearchResult((), "")
