@@ -287,6 +287,9 @@ class ProgressDisplay:
 
     def attach(self, engine) -> None:
         self.engine = engine
+        snap = engine.snapshot()
+        self._todo = snap.total - snap.skipped
+        self._finished = 0
         engine.subscribe(self._on_event)
         if self.quiet:
             return
@@ -330,11 +333,12 @@ class ProgressDisplay:
         elif event.kind == "server-up":
             self.console.print("[green]server is back[/]: refilling the window")
         elif event.kind == "finished" and self._live is None and self.engine is not None:
-            snap = self.engine.snapshot()
-            todo = max(1, snap.total - snap.skipped)
-            pct = 100 * snap.done / todo
+            # Cheap per event; the (sorting) snapshot only every 10 %.
+            self._finished += 1
+            todo = max(1, self._todo)
+            pct = 100 * self._finished / todo
             if pct >= self._next_pct:
-                self.console.print(progress_line(snap))
+                self.console.print(progress_line(self.engine.snapshot()))
                 while self._next_pct <= pct:
                     self._next_pct += 10
 
