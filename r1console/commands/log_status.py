@@ -26,6 +26,7 @@ from r1console.core.lifecycle import JobLifecycle, LifecycleState, format_durati
 HEAD_BYTES = 16 * 1024 * 1024
 TAIL_BYTES = 1024 * 1024
 BLOCK = 256 * 1024
+HEAD_BLOCK = 64 * 1024
 
 
 @dataclass
@@ -74,8 +75,9 @@ def scan_file(path: str, lifecycle: JobLifecycle, *, full: bool = False, head_by
         whole = full or size <= head_bytes + tail_bytes
         limit = size if whole else head_bytes
         pos = 0
+        step = block if whole else HEAD_BLOCK  # small steps: stop soon after the ready line
         while pos < limit:
-            data = f.read(min(block, limit - pos))
+            data = f.read(min(step, limit - pos))
             if not data:
                 break
             pos += len(data)

@@ -257,8 +257,13 @@ def script_fatal(kind: str, message: str) -> tuple[str, str]:
 ALL_NEEDLES: tuple[str, ...] = tuple(sorted({n for s in SIGNATURES for n in s.needles}))
 
 
+_ANY_NEEDLE = re.compile("|".join(re.escape(n) for n in ALL_NEEDLES))
+
+
 def match(text: str) -> Match | None:
     """The first signature matching ``text`` (an already cleaned line), or None."""
+    if _ANY_NEEDLE.search(text) is None:
+        return None
     for sig in SIGNATURES:
         for needle in sig.needles:
             if needle in text:

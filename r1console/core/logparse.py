@@ -535,6 +535,13 @@ class LogParser:
         if pos:
             text = text[pos:]
 
+        if text[:1] in ("L", "M") and ("shards" in text or "Loading safetensors using" in text):
+            # fast path for tqdm's shard bar: never has a level header, never a fatal line
+            bars = self._bars(text, lineno, offset, origin, repeat)
+            if bars:
+                out.extend(bars)
+                return
+
         level: str | None = None
         ts: float | None = None
         msg = text
@@ -571,12 +578,7 @@ class LogParser:
     def _match(self, msg: str, level: str | None, base: dict, offset: int, out: list[Event]) -> None:
         # ---- progress bars (several may be glued together) --------------------------------------
         if "shards" in msg or "Loading safetensors using" in msg:
-            for m in _SHARD.finditer(msg):
-                out.append(ShardProgress(
-                    **base, desc=m.group("desc"), n=int(m.group("n")), total=int(m.group("total")),
-                    percent=int(m.group("pct")), elapsed_s=parse_duration(m.group("elapsed")) or 0.0,
-                    remaining_s=parse_duration(m.group("remaining")),
-                    rate_per_s=_parse_rate(m.group("rate")), eager=bool(m.group("eager"))))
+            out.extend(self._bars(msg, base["lineno"], offset, base["origin"], base["repeat"], base["ts"]))
         if "Capturing " in msg:
             bars = list(_GRAPH_BAR.finditer(msg))
             for m in bars:
@@ -704,6 +706,19 @@ class LogParser:
             # keep the first exception of a burst: later ones usually re-raise it
             if self._last_exc is None or offset - self._last_exc[0] > _CONTEXT_WINDOW:
                 self._last_exc = (offset, msg[:TEXT_MAX])
+
+    def _bars(self, text: str, lineno: int | None, offset: int, origin: str, repeat: int,
+              ts: float | None = None) -> list[Event]:
+        found: list[Event] = []
+        for m in _SHARD.finditer(text):
+            found.append(ShardProgress(
+                stream=self.stream, lineno=lineno, offset=offset, text=text[:TEXT_MAX], ts=ts,
+                origin=origin, repeat=repeat, desc=m.group("desc"), n=int(m.group("n")),
+                total=int(m.group("total")), percent=int(m.group("pct")),
+                elapsed_s=parse_duration(m.group("elapsed")) or 0.0,
+                remaining_s=parse_duration(m.group("remaining")),
+                rate_per_s=_parse_rate(m.group("rate")), eager=bool(m.group("eager"))))
+        return found
 
     def _marker(self, msg: str, base: dict, out: list[Event]) -> None:
         """``[r1console] <name> key=value …`` or ``[r1console] key=value …`` (name = first key)."""
