@@ -124,12 +124,17 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _clip(text: str, width: int = 240) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def render_text(state: LifecycleState, scans: list[FileScan]) -> str:
     lines = []
     stage = state.stage.value + (f" - {state.detail}" if state.detail else "")
     lines.append(f"stage         {stage}")
     if state.shards_total:
-        rate = f" ({state.shard_rate * 60:.1f} shards/min)" if state.shard_rate else ""
+        loading = state.stage.value == "loading"
+        rate = f" ({state.shard_rate * 60:.1f} shards/min)" if state.shard_rate and loading else ""
         lines.append(f"shards        {state.shards_loaded}/{state.shards_total}{rate}")
     else:
         lines.append("shards        -")
@@ -159,9 +164,9 @@ def render_text(state: LifecycleState, scans: list[FileScan]) -> str:
                 where += f" (byte {e.offset})"
             count = f" (x{e.count})" if e.count > 1 else ""
             lines.append(f"  {e.kind} at {where}{count}")
-            lines.append(f"    line:    {e.line}")
+            lines.append(f"    line:    {_clip(e.line)}")
             if e.context:
-                lines.append(f"    context: {e.context}")
+                lines.append(f"    context: {_clip(e.context)}")
             lines.append(f"    why:     {e.explanation}")
             lines.append(f"    try:     {e.what_to_try}")
     else:
