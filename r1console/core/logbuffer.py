@@ -17,6 +17,9 @@ from collections import deque
 from dataclasses import dataclass
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# A tqdm bar as vLLM writes it ("\r<bar>\n" per update): consecutive updates of one bar collapse
+# into one line, as a terminal shows them, instead of 163 lines of shard progress.
+_PROGRESS = re.compile(r"^(?P<desc>[^\r\n]{1,120}?):\s+\d{1,3}%(?: Completed)?\s*\|")
 
 
 def _compact(raw: str) -> str:
@@ -24,6 +27,15 @@ def _compact(raw: str) -> str:
     body = raw.rstrip("\r")
     cut = body.rfind("\r")
     return raw[cut + 1:] if cut >= 0 else raw
+
+
+def _same_bar(previous: str, line: str) -> bool:
+    """``line`` is a later update of the progress bar ``previous`` (same description)."""
+    m = _PROGRESS.match(line)
+    if not m:
+        return False
+    p = _PROGRESS.match(previous)
+    return p is not None and p.group("desc") == m.group("desc")
 
 
 def _visible(raw: str) -> str:
@@ -60,9 +72,14 @@ class LogBuffer:
         for i, part in enumerate(parts):
             current = _compact(self._partial + part)
             if i < len(parts) - 1:
+                line = _visible(current)
+                if self._lines and _same_bar(self._lines[-1], line):
+                    self._lines[-1] = line
+                    self._partial = ""
+                    continue
                 if len(self._lines) == self.max_lines:
                     self._first += 1
-                self._lines.append(_visible(current))
+                self._lines.append(line)
                 self._partial = ""
                 added += 1
             else:

@@ -44,3 +44,16 @@ def test_search_filter_and_navigation():
     assert buf.filtered("") == [0, 1, 2, 3]
     assert buf.search("[unclosed").count == 0  # not a regex: searched literally
     assert next_match(buf.search("zzz"), 0) is None
+
+
+def test_progress_bar_updates_collapse_to_one_line():
+    buf = LogBuffer()
+    buf.feed("INFO start\n")
+    for n in range(0, 164):
+        buf.feed(f"\rLoading safetensors checkpoint shards: {100 * n // 163:3d}% Completed | {n}/163 [00:01<00:02]\n")
+    buf.feed("INFO loaded\n")
+    assert buf.lines() == ["INFO start",
+                           "Loading safetensors checkpoint shards: 100% Completed | 163/163 [00:01<00:02]",
+                           "INFO loaded"]
+    buf.feed("Other bar:  50% Completed | 1/2 [00:01<00:01]\n")  # a different bar is a new line
+    assert len(buf.lines()) == 4

@@ -32,4 +32,6 @@ class MetricsPanel(Vertical):
 
     def show(self, metrics: ServerMetrics | None, tok_s: list[float]) -> None:
         self.query_one("#metrics-text", Static).update(metrics_text(metrics, tok_s))
-        self.query_one("#metrics-sparkline", Sparkline).data = list(tok_s) or [0]
+        sparkline = self.query_one("#metrics-sparkline", Sparkline)
+        sparkline.display = bool(tok_s) and max(tok_s) > 0  # an all-zero sparkline draws as a full bar
+        sparkline.data = list(tok_s) or [0]

@@ -28,7 +28,7 @@ def banner_text(state: LifecycleState) -> Text:
             bits.append(f"ETA {format_duration(state.eta_s)}")
     if stage is Stage.READY:
         bits.append(f"serving {state.reachable_url or state.server_url or ''}".strip())
-    if state.detail and stage not in (Stage.LOADING,):
+    if state.detail and stage not in (Stage.LOADING, Stage.READY):
         bits.append(state.detail)
     if state.vllm_version:
         bits.append(f"vLLM {state.vllm_version}")
