@@ -127,6 +127,13 @@ class SlurmClient:
         workdir_abs = (await self.transport.expand_user(workdir)).rstrip("/") or "/"
         if not workdir_abs.startswith("/"):
             raise R1Error(f"workdir {workdir!r} must be an absolute path or start with ~/")
+        if any(ch in workdir_abs for ch in "\n\r\0"):
+            raise R1Error(f"workdir {workdir!r} contains a newline or NUL character")
+        if "%" in workdir_abs:
+            # SLURM resolves the relative --output against the workdir and expands %-patterns in
+            # the whole path (seen on 22.05: "%j" in the workdir -> JobLaunchFailure, no log).
+            raise R1Error(f"workdir {workdir!r} contains '%': SLURM would expand it as a filename "
+                          "pattern (%j, %N, ...) in the log paths and the job could not start")
         dep_id = deployment_id_for(profile.name)
         key_path = key_file_for(profile, workdir_abs, dep_id)
         script = render_script(profile, RenderPlan(workdir=workdir_abs, api_key_file=key_path))

@@ -63,6 +63,7 @@ class _Client(asyncssh.SSHClient):
         self._label = label
         self._prompt = prompt
         self._password_tries = 0
+        self._kbdint_tries = 0
         self.conn: asyncssh.SSHClientConnection | None = None
 
     def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
@@ -86,8 +87,9 @@ class _Client(asyncssh.SSHClient):
                                         prompts: Sequence[tuple[str, bool]]) -> list[str] | None:
         if not prompts:
             return []
-        if self._prompt is None:
+        if self._prompt is None or self._kbdint_tries >= _MAX_PASSWORD_TRIES:
             return None
+        self._kbdint_tries += 1
         answers = await self._prompt(name or f"SSH login to {self._label}", instructions,
                                      [Prompt(text, echo) for text, echo in prompts])
         return list(answers) if answers is not None else None
@@ -311,6 +313,16 @@ class SSHTransport(Transport):
         await self.connect()
         assert self._conn is not None
         return self._conn
+
+    def client_ports(self) -> set[int]:
+        """Local TCP ports of the live connection (and its jump hops): to find it from outside."""
+        ports = set()
+        for conn in [self._conn, *self._hops]:
+            if conn is not None and not conn.is_closed():
+                sock = conn.get_extra_info("sockname")
+                if sock:
+                    ports.add(int(sock[1]))
+        return ports
 
     def kill_connection_for_tests(self) -> None:
         """Abort the TCP connection as a network failure would (tests and the bench)."""
