@@ -81,8 +81,8 @@ class JobWatch:
             await asyncio.sleep(interval if info.is_active else interval * 2)
 
     # ---- logs ------------------------------------------------------------------------------
-    def _feed(self, stream: str, data: bytes) -> None:
-        self.buffers[stream].feed_bytes(data)
+    def _feed(self, stream: str, data: bytes, *, show: bytes | None = None) -> None:
+        self.buffers[stream].feed_bytes(data if show is None else show)
         events = self.parsers[stream].feed(data)
         if events:
             self.lifecycle.on_events(events, self.clock())
@@ -110,9 +110,8 @@ class JobWatch:
             head = await self.session.transport.read_file(path, max_bytes=self.head_bytes)
             cut = head.rfind(b"\n") + 1
             self._feed(stream, head[:cut])
-            self.parsers[stream].flush()
-            self.parsers[stream] = LogParser(stream)
             offset = size - self.tail_bytes
+            self.parsers[stream].skip_to(offset)  # offsets stay right; it drops the partial first line
             skipped = offset - cut
             self.buffers[stream].feed(f"[r1console] … {skipped / 2**20:.0f} MiB of this log skipped "
                                       f"(head and tail shown) …\n")
@@ -121,12 +120,12 @@ class JobWatch:
         follower = self.session.follow(path, offset)
         try:
             async for chunk in follower:
-                if skip_to_newline:
+                shown = None
+                if skip_to_newline:  # the pane starts at the first whole line of the tail
                     nl = chunk.find(b"\n")
-                    if nl < 0:
-                        continue
-                    chunk, skip_to_newline = chunk[nl + 1:], False
-                self._feed(stream, chunk)
+                    shown = b"" if nl < 0 else chunk[nl + 1:]
+                    skip_to_newline = nl < 0
+                self._feed(stream, chunk, show=shown)
                 notify(f"log-{stream}")
         finally:
             await follower.aclose()

@@ -63,7 +63,8 @@ class LaunchScreen(Screen):
                 yield Static("", id="launch-errors")
                 yield Button("Submit (ctrl+s)", variant="primary", id="submit")
             with Vertical(id="launch-preview"):
-                yield Static("", id="launch-plan")
+                with VerticalScroll(id="launch-plan-box"):
+                    yield Static("", id="launch-plan")
                 yield TextArea("", id="launch-script", read_only=True, language="bash")
         yield Footer()
 
@@ -110,10 +111,10 @@ class LaunchScreen(Screen):
             model, _config, note = resolve_model(loaded.profile.model.path, None)
             self.plan = make_plan(loaded.profile, model)
             plan_box.update(render_text(self.plan, loaded.warnings) + (f"\n{note}" if note else ""))
-            plan_box.set_class(not self.plan.fits, "refused")
+            self.query_one("#launch-plan-box").set_class(not self.plan.fits, "refused")
         except R1Error as err:
             plan_box.update(f"no memory plan: {err}")
-            plan_box.set_class(False, "refused")
+            self.query_one("#launch-plan-box").set_class(False, "refused")
 
     @on(Button.Pressed, "#submit")
     def _submit_pressed(self) -> None:
