@@ -15,6 +15,8 @@
 #                                                       # nodes idle + an ssh round trip, print exports
 #   bash tests/infra/slurm-cluster.sh env               # print the exports again
 #   bash tests/infra/slurm-cluster.sh check-packages    # exit 1 and list them if packages are missing
+#   bash tests/infra/slurm-cluster.sh install-ray       # Ray in ${R1C_RAY_HOME:-/opt/r1c-ray}/venv (pip, system
+#                                                       # python3, so the test user can run it) ~15 s, 284 MB
 #   bash tests/infra/slurm-cluster.sh status            # exit 0 = everything up; 3 = stopped; 1 = partly up
 #   bash tests/infra/slurm-cluster.sh stop [--purge]    # cancel jobs, stop daemons by pidfile, remove the
 #                                                       # namespaces and the /etc/hosts block; --purge also
@@ -67,7 +69,9 @@ USER_MARK="r1console test user"
 HOSTS_BEGIN="# BEGIN r1console slurm-cluster.sh $DIR"
 HOSTS_END="# END r1console slurm-cluster.sh $DIR"
 PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server-core mariadb-client-core
-          openssh-server openssh-client iproute2 util-linux passwd python3)
+          openssh-server openssh-client iproute2 util-linux passwd python3 python3-venv)
+RAY_HOME=${R1C_RAY_HOME:-/opt/r1c-ray}
+RAY_VERSION=${R1C_RAY_VERSION:-2.60.0}
 
 log() { printf '[slurm-cluster %s] %s\n' "$(date +%T.%3N)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -172,6 +176,7 @@ export R1C_TEST_PARTITION=$PARTITION
 export R1C_TEST_ACCOUNTING=slurmdbd
 export R1C_TEST_NODE_BIN=$DIR/node-bin
 export R1C_TEST_CLUSTER_SCRIPT=$SCRIPT_DIR/slurm-cluster.sh
+export R1C_TEST_RAY_VENV=$RAY_HOME/venv
 EOF
 }
 
@@ -193,6 +198,25 @@ cmd_install() {
   need=$(missing_packages)
   [ -z "$need" ] || die "still missing after apt-get: $need"
   log "installed"
+}
+
+# Ray for multi-node jobs (CPU-only Ray; the nodes declare their 4 fake GPUs with --num-gpus).
+# Built from the SYSTEM python3: jobs run as the test user, who cannot execute an interpreter that
+# lives under /root (pyenv; /root is mode 0700).
+cmd_install_ray() {
+  need_root
+  if [ -x "$RAY_HOME/venv/bin/ray" ] && [ "$(cat "$RAY_HOME/.installed" 2>/dev/null)" = "$RAY_VERSION" ]; then
+    log "ray $RAY_VERSION already installed in $RAY_HOME/venv"; return 0
+  fi
+  [ -x /usr/bin/python3 ] || die "/usr/bin/python3 missing: run install first"
+  log "installing ray $RAY_VERSION into $RAY_HOME/venv"
+  rm -rf "$RAY_HOME/venv" "$RAY_HOME/.installed"
+  mkdir -p "$RAY_HOME"
+  /usr/bin/python3 -m venv "$RAY_HOME/venv" || die "python3 -m venv failed (python3-venv missing? run install)"
+  "$RAY_HOME/venv/bin/pip" install -q --disable-pip-version-check "ray==$RAY_VERSION" >&2 || die "pip install ray failed"
+  chmod -R a+rX "$RAY_HOME"
+  echo "$RAY_VERSION" > "$RAY_HOME/.installed"
+  log "ray installed: $("$RAY_HOME/venv/bin/python" -c 'import ray; print(ray.__version__)')"
 }
 
 # ---------------------------------------------------------------- test user
@@ -787,6 +811,7 @@ cmd_ctld_signal() {
 
 case ${1:-} in
   install) cmd_install ;;
+  install-ray) cmd_install_ray ;;
   check-packages) m=$(missing_packages); [ -z "$m" ] || { echo "$m"; exit 1; } ;;
   start) cmd_start ;;
   stop) shift; cmd_stop "$@" ;;
@@ -797,6 +822,6 @@ case ${1:-} in
   drop-ssh) need_root; drop_ssh_sessions ;;
   ctld-pause) cmd_ctld_signal STOP ;;
   ctld-resume) cmd_ctld_signal CONT ;;
-  *) echo "usage: $0 install|check-packages|start|stop [--purge]|status|env|gpu-mode [MODE] [NODE]|exec NODE|head CMD...|drop-ssh|ctld-pause|ctld-resume" >&2
+  *) echo "usage: $0 install|install-ray|check-packages|start|stop [--purge]|status|env|gpu-mode [MODE] [NODE]|exec NODE|head CMD...|drop-ssh|ctld-pause|ctld-resume" >&2
      exit 2 ;;
 esac

@@ -7,7 +7,7 @@ the console's integration tests cannot mean anything.
 from __future__ import annotations
 
 import http.client
-import re
+import os
 import socket
 import subprocess
 import time
@@ -37,6 +37,45 @@ python3 -m http.server 8000 --bind 0.0.0.0 --directory www > http.log 2>&1 &
 while [ ! -e stop ]; do sleep 0.2; done
 kill %1
 echo "batch done"
+"""
+
+
+RAY_JOB = """#!/bin/bash
+#SBATCH --job-name=r1c-ray
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node=4
+#SBATCH --time=10
+#SBATCH -o ray.%N.%j.out
+#SBATCH -e ray.%N.%j.err
+# the seed's pattern: one `ray start --block` step per node, the head on the batch host
+source "$RAY_VENV/bin/activate"
+mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+head_ip=$(getent hosts "${nodes[0]}" | awk '{print $1; exit}')
+tmp=/tmp/r1c-ray-$SLURM_JOB_ID
+common=(--num-cpus=1 --num-gpus="$SLURM_GPUS_ON_NODE" --object-store-memory=100000000 --block --disable-usage-stats)
+srun -N1 -n1 -w "${nodes[0]}" --overlap ray start --head --node-ip-address="$head_ip" --port=6379 \
+    --include-dashboard=false --temp-dir="$tmp" "${common[@]}" &
+for _ in $(seq 90); do ray status --address "$head_ip:6379" >/dev/null 2>&1 && break; sleep 1; done
+for n in "${nodes[@]:1}"; do
+  srun -N1 -n1 -w "$n" --overlap ray start --address="$head_ip:6379" \
+      --node-ip-address="$(getent hosts "$n" | awk '{print $1; exit}')" "${common[@]}" &
+done
+for _ in $(seq 120); do
+  seen=$(python3 - "$head_ip:6379" <<'PY' 2>/dev/null
+import sys, ray
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+alive = [n for n in ray.nodes() if n.get("Alive")]
+print("RAY", len(alive), int(sum(n.get("Resources", {}).get("GPU", 0) for n in alive)),
+      " ".join(sorted(n["NodeManagerAddress"] for n in alive)))
+PY
+)
+  [[ $seen == "RAY 2 8 "* ]] && break
+  sleep 1
+done
+echo "$seen"
+ray stop --force >/dev/null 2>&1
+rm -rf "$tmp"
 """
 
 
@@ -233,3 +272,26 @@ def test_sacct_shows_the_finished_job(slurm_cluster, server_job):
     assert "gres/gpu=8" in tres.split(",")
     steps = slurm_cluster.ssh(["sacct", "-j", job_id, "-n", "-P", "-o", "JobID,State"]).stdout.split()
     assert f"{job_id}.batch|COMPLETED" in steps
+
+
+def test_ray_head_and_worker_steps_see_two_nodes_and_eight_gpus(slurm_cluster):
+    cluster = slurm_cluster
+    if not (cluster.ray_venv / "bin" / "ray").exists():
+        if os.environ.get("R1C_SKIP_RAY") == "1":
+            pytest.skip("R1C_SKIP_RAY=1 and Ray is not installed")
+        pytest.fail(f"Ray is not installed in {cluster.ray_venv}: sudo bash tests/infra/slurm-cluster.sh install-ray "
+                    "(~15 s, 284 MB); or R1C_SKIP_RAY=1 to skip", pytrace=False)
+    work = cluster.make_workdir("ray")
+    cluster.write_file(work / "ray.sh", RAY_JOB, 0o755)
+    r = cluster.ssh(["env", f"RAY_VENV={cluster.ray_venv}", "sbatch", "--parsable", f"--chdir={work}",
+                     str(work / "ray.sh")])
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip().split(";")[0]
+    try:
+        state = cluster.wait_job_state(job_id, ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"], timeout=240)
+    finally:
+        cluster.run(["scancel", job_id])
+    out = (work / f"ray.node1.{job_id}.out").read_text()
+    err = (work / f"ray.node1.{job_id}.err").read_text()
+    assert state == "COMPLETED", err[-3000:]
+    assert f"RAY 2 8 {cluster.node_addrs[0]} {cluster.node_addrs[1]}" in out.splitlines(), out[-2000:] + err[-2000:]

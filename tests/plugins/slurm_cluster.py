@@ -131,6 +131,7 @@ class SlurmCluster:
     partition: str            # "debug"
     home: Path                # the test user's home
     workdir: Path             # a directory the test user owns, parent of make_workdir() dirs
+    ray_venv: Path            # Ray venv usable by the test user (`slurm-cluster.sh install-ray`; may be absent)
     exports: dict[str, str]   # every `export` line of `slurm-cluster.sh env`
     env: dict[str, str] = field(repr=False)       # os.environ + SLURM_CONF + exports: run things as yourself
     user_env: dict[str, str] = field(repr=False)  # a login-like environment of the test user (used by run())
@@ -361,6 +362,7 @@ def _make_cluster(exports: dict[str, str]) -> SlurmCluster:
         partition=exports["R1C_TEST_PARTITION"],
         home=home,
         workdir=Path(exports["R1C_TEST_WORKDIR"]),
+        ray_venv=Path(exports["R1C_TEST_RAY_VENV"]),
         exports=exports,
         env=env,
         user_env=user_env,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI setup for the real-SLURM tests (marker `slurm`): install and start the test cluster of
-# tests/infra/slurm-cluster.sh (2 nodes x 4 fake GPUs, slurmdbd, sshd on 127.0.0.1), then check it
+# tests/infra/slurm-cluster.sh (2 nodes x 4 fake GPUs, slurmdbd, sshd on 127.0.0.1; Ray in a venv), then check it
 # really serves: both nodes idle with gres gpu:4, and an OpenSSH round trip as the test user with the
 # host key verified. Any failure stops CI here, loudly, with the daemons' logs.
 set -euo pipefail
@@ -25,6 +25,7 @@ fail() { echo "ci.d/20-slurm-cluster: FAILED: $*" >&2; show_logs; exit 1; }
 
 t0=$(date +%s.%N)
 bash "$SCRIPT" install || fail "bash $SCRIPT install"
+bash "$SCRIPT" install-ray || fail "bash $SCRIPT install-ray (Ray for the multi-node tests)"
 t1=$(date +%s.%N)
 # not `eval "$(... start)"`: that would hide a failed start
 bash "$SCRIPT" start > "$ENV_FILE" || fail "bash $SCRIPT start"
