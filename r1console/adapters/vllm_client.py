@@ -396,14 +396,25 @@ class ChatStream:
                     yield delta
                     return
                 parser = SSEParser()
+                done_at: int | None = None  # bytes read after [DONE]
                 async for raw in response.aiter_bytes():
+                    if done_at is not None:
+                        # After [DONE] read the (empty) rest of the body so the connection goes back to
+                        # the pool instead of being closed: one TCP connection per request otherwise.
+                        done_at += len(raw)
+                        if done_at > 64 * 1024:
+                            return
+                        continue
                     now = clock() - t0
                     for event in parser.feed(raw):
                         fed = self._event(event, now, path)
                         if fed is None:
-                            return  # [DONE]
+                            done_at = 0  # [DONE]
+                            break
                         if fed.delta is not None:
                             yield fed.delta
+                if done_at is not None:
+                    return
                 for event in parser.close():  # an event completed by the end of the stream
                     fed = self._event(event, clock() - t0, path)
                     if fed is None:
