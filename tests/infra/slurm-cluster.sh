@@ -335,7 +335,7 @@ write_configs() {
   local k; for ((k = 1; k <= NNODES; k++)); do mkdir -p "$DIR/state/slurmd-$(node_name "$k")"; done
 
   local hw cpus sockets cores threads mem
-  hw=$(slurmd -C | head -1)
+  hw=$(slurmd -C); hw=${hw%%$'\n'*}   # (not `| head -1`: under pipefail a SIGPIPE would abort start)
   cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$hw")
   sockets=$(sed -n 's/.*SocketsPerBoard=\([0-9]*\).*/\1/p' <<<"$hw")
   cores=$(sed -n 's/.*CoresPerSocket=\([0-9]*\).*/\1/p' <<<"$hw")

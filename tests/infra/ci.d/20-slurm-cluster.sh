@@ -25,6 +25,9 @@ fail() { echo "ci.d/20-slurm-cluster: FAILED: $*" >&2; show_logs; exit 1; }
 
 t0=$(date +%s.%N)
 bash "$SCRIPT" install || fail "bash $SCRIPT install"
+# a pristine cluster: whatever a session left behind (killed daemons, jobs it had running, which slurmctld
+# would recover and hold nodes with for a while) is wiped; costs ~1 s (user, keys, MariaDB datadir anew)
+bash "$SCRIPT" stop --purge || fail "bash $SCRIPT stop --purge"
 bash "$SCRIPT" install-ray || fail "bash $SCRIPT install-ray (Ray for the multi-node tests)"
 t1=$(date +%s.%N)
 # not `eval "$(... start)"`: that would hide a failed start
