@@ -493,7 +493,8 @@ class SimCluster:
             if stored.isdigit():
                 self._next_id = int(stored)
             else:
-                self._next_id = self._first_job_id or (1000 + int(time.time()) % 9000 * 100)
+                # a fresh root starts somewhere new, so ids do not repeat records of an earlier demo
+                self._next_id = self._first_job_id or 100_000 + int(time.time()) % 900_000
         job_id = self._next_id
         self._next_id += 1
         with contextlib.suppress(OSError):
