@@ -603,7 +603,7 @@ def _engine_process(fmt: VllmLogFormat) -> str:
     return "EngineCore_DP0" if fmt.v >= (0, 10, 0) else "EngineCore"
 
 
-def _engine_failed(b: _Builder, t: float, fmt: VllmLogFormat, cause: str) -> None:
+def _engine_failed(b: _Builder, t: float, fmt: VllmLogFormat, cause: str, *, ray: bool = True) -> None:
     """EngineCore's ``EngineCore failed to start.`` record and the API server's RuntimeError (stderr)."""
     v = fmt.v
     proc = _engine_process(fmt)
@@ -619,14 +619,18 @@ def _engine_failed(b: _Builder, t: float, fmt: VllmLogFormat, cause: str) -> Non
         "    self.model_executor = executor_class(vllm_config)",
         f'  File "{SITE}/vllm/executor/executor_base.py", line 52, in __init__',
         "    self._init_executor()",
-        f'  File "{SITE}/vllm/executor/ray_distributed_executor.py", line 114, in _init_executor',
-        "    self._init_workers_ray(placement_group)",
-        f'  File "{SITE}/vllm/executor/ray_distributed_executor.py", line 522, in _run_workers',
-        "    ray_worker_outputs = ray.get(ray_worker_outputs)",
-        f'  File "{SITE}/ray/_private/worker.py", line 2822, in get',
-        "    values, debugger_breakpoint = worker.get_objects(object_refs, timeout=timeout)",
-        f'  File "{SITE}/ray/_private/worker.py", line 930, in get_objects',
-        "    raise value.as_instanceof_cause()",
+        *([f'  File "{SITE}/vllm/executor/ray_distributed_executor.py", line 114, in _init_executor',
+           "    self._init_workers_ray(placement_group)",
+           f'  File "{SITE}/vllm/executor/ray_distributed_executor.py", line 522, in _run_workers',
+           "    ray_worker_outputs = ray.get(ray_worker_outputs)",
+           f'  File "{SITE}/ray/_private/worker.py", line 2822, in get',
+           "    values, debugger_breakpoint = worker.get_objects(object_refs, timeout=timeout)",
+           f'  File "{SITE}/ray/_private/worker.py", line 930, in get_objects',
+           "    raise value.as_instanceof_cause()"] if ray else
+          [f'  File "{SITE}/vllm/v1/executor/multiproc_executor.py", line 93, in _init_executor',
+           "    self.workers = WorkerProc.wait_for_ready(unready_workers)",
+           f'  File "{SITE}/vllm/v1/executor/multiproc_executor.py", line 422, in wait_for_ready',
+           "    raise e from None"]),
         cause,
     ])
     _block(b, t, fmt, core, tb, process=proc)
@@ -639,7 +643,7 @@ def _engine_failed(b: _Builder, t: float, fmt: VllmLogFormat, cause: str) -> Non
                  "    self._target(*self._args, **self._kwargs)",
                  f'  File "{SITE}/vllm/v1/engine/core.py", line 400, in run_engine_core',
                  "    raise e",
-                 *tb.split("\n")[3:]]:
+                 *tb.split("\n")[2:]]:  # from the first frame after "Traceback ..."
         b.err(t + 0.1, text)
     failed = "Engine core initialization failed. See root cause above."
     if v >= (0, 10, 0):
@@ -710,7 +714,7 @@ def _oom_lines(b: _Builder, ctx: JobContext, t: float, model: "GpuModel | None")
                  "    raise e\n" + message)
     else:
         cause = message
-    _engine_failed(b, t + 1.2, fmt, cause)
+    _engine_failed(b, t + 1.2, fmt, cause, ray=ray)
     return t + 2.2
 
 
@@ -773,7 +777,8 @@ def _nccl_lines(b: _Builder, ctx: JobContext, hang: float) -> float:
                  "exit detail: Worker unexpectedly exits with a connection error code 2. End of file.")
         _engine_failed(b, t + 2.0, fmt, cause)
         return t + 3.0
-    _engine_failed(b, t + 0.5, fmt, "torch.distributed.DistBackendError: " + glog[0].split("] ", 1)[-1])
+    _engine_failed(b, t + 0.5, fmt, "torch.distributed.DistBackendError: " + glog[0].split("] ", 1)[-1],
+                   ray=ray)
     return t + 1.5
 
 
