@@ -21,8 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="h200x8", help="profile of the deployment submitted at start (h200x8)")
     p.add_argument("--vllm-version", help="vLLM version the simulated deployment runs (default: the profile's)")
-    p.add_argument("--load-seconds", type=float, default=60.0, help="how long loading the 163 shards takes (60)")
-    p.add_argument("--time-scale", type=float, default=1.0, help="wall seconds per simulated second (1)")
+    p.add_argument("--load-seconds", type=float, default=150.0,
+                   help="simulated seconds to load the 163 shards (150; x time scale = about a minute)")
+    p.add_argument("--time-scale", type=float, default=0.4,
+                   help="wall seconds per simulated second (0.4: ready in about two minutes; 1 = real time)")
     p.add_argument("--fault", choices=("oom", "nccl"), help="make the deployment fail the way real ones do")
     p.add_argument("--dir", help="keep the simulated cluster's files here (default: a temporary directory)")
     p.set_defaults(func=run_demo)
@@ -52,7 +54,7 @@ def run_demo(args: argparse.Namespace) -> int:
     keep = bool(getattr(args, "dir", None))
     root = Path(args.dir).expanduser() if keep else Path(tempfile.mkdtemp(prefix="r1console-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    defaults = {"profile": "h200x8", "vllm_version": None, "load_seconds": 60.0, "time_scale": 1.0, "fault": None}
+    defaults = {"profile": "h200x8", "vllm_version": None, "load_seconds": 150.0, "time_scale": 0.4, "fault": None}
     for key, value in defaults.items():
         if not hasattr(args, key) or getattr(args, key) is None and value is not None:
             setattr(args, key, value)
