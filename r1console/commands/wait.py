@@ -72,7 +72,9 @@ async def run(args: argparse.Namespace) -> int:
             if args.goal == "end" and info.is_finished:
                 break
             if args.goal in ("running", "ready") and info.is_finished:
-                raise JobStateError(f"job {args.job_id} ended ({_describe(info)}) before it was {args.goal}")
+                why = await _explain_end(client, info, dep)
+                raise JobStateError(f"job {args.job_id} ended ({_describe(info)}) before it was {args.goal}"
+                                    + (f": {why[0]}" if why else ""), hint=why[1] if why else None)
             if args.goal == "running" and info.is_running:
                 break
             if args.goal == "ready" and info.is_running:
@@ -93,6 +95,38 @@ async def run(args: argparse.Namespace) -> int:
             info = await client.job_state(args.job_id)
     emit(args, job_dict(info, dep), f"job {args.job_id}: {_describe(info)}")
     return 0
+
+
+async def _explain_end(client: SlurmClient, info: JobInfo, dep, tail_bytes: int = 64 * 1024):
+    """(reason, what to try) from the end of the job's logs, or None: the lifecycle's first fatal
+    error, else the last line of the .err. Best effort: a log that cannot be read explains nothing."""
+    try:
+        from r1console.core.lifecycle import JobLifecycle
+        from r1console.core.logparse import LogParser
+
+        if dep is None:
+            info = await client.job(info.job_id)
+        lifecycle = JobLifecycle(live=False)
+        last_err = ""
+        for stream in ("out", "err"):
+            path = client.log_path(info, stream, dep)
+            size = await client.file_size(path) if path else None
+            if not size:
+                continue
+            data = await client.read_from(path, max(0, size - tail_bytes))
+            lifecycle.on_events(LogParser(stream).feed(data))
+            if stream == "err":
+                lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+                last_err = lines[-1] if lines else ""
+        lifecycle.on_slurm_state(info.state, info.reason or None)
+        err = lifecycle.snapshot().primary_error
+        if err is not None and not err.kind.startswith("slurm_"):
+            return f"{err.explanation} ({err.line.strip()[:200]})", err.what_to_try
+        if last_err:
+            return f"last line of the .err: {last_err[:300]}", f"r1console logs {info.job_id} --err"
+    except R1Error:
+        return None
+    return None
 
 
 async def _wait_ready(client: SlurmClient, transport, dep, info: JobInfo, args, remaining, progress):
@@ -143,8 +177,10 @@ async def _wait_ready(client: SlurmClient, transport, dep, info: JobInfo, args, 
                     try:
                         await vllm.probe()
                         lifecycle.on_probe(True, clock())
-                    except R1Error:
+                    except R1Error as err:
                         lifecycle.on_probe(False, clock())
+                        progress.show(f"job {dep.job_id}: /health answers but a test completion failed: "
+                                      f"{str(err).splitlines()[0]}")
             snap = lifecycle.snapshot(clock())
             progress.show(f"job {dep.job_id}: {snap.stage.value}" + (f" - {snap.detail}" if snap.detail else ""))
             if snap.stage is Stage.READY:

