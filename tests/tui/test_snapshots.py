@@ -94,6 +94,7 @@ def test_job_log_search(snap_compare):
     screen = loading_job_screen()
 
     async def fill(pilot) -> None:
+        screen.post_message(LifecycleChanged("4240", None))  # a determinate bar (the indeterminate one animates)
         screen.post_message(LogGrew("4240", "out"))
         screen.post_message(LogGrew("4240", "err"))
         await pilot.pause()
