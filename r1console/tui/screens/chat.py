@@ -25,7 +25,7 @@ from r1console.tui.screens.dialogs import TextInputDialog
 from r1console.tui.widgets.chat_item import ChatItem
 
 ServerOpener = Callable[[], AsyncContextManager[tuple[str, str | None]]]
-COALESCE_S = 0.04  # post at most ~25 delta messages per second, whatever the token rate
+COALESCE_S = 0.1  # post at most 10 delta messages per second, whatever the token rate
 
 
 def _summary(turn) -> str:
