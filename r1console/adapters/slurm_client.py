@@ -41,6 +41,7 @@ from r1console.core.slurm_parse import (
     parse_scontrol_jobs,
     parse_squeue_format,
     parse_squeue_json,
+    sacct_select_args,
 )
 from r1console.core.userconfig import ClusterSpec
 
@@ -260,7 +261,8 @@ class SlurmClient:
     # ---- history ---------------------------------------------------------------------------
     async def history(self, job_ids: Sequence[str] | None = None, *, since: datetime | None = None,
                       all_users: bool = False) -> list[JobInfo]:
-        """Jobs from accounting: ``sacct -X -P`` (slurmdbd) or ``sacct -c -P`` (jobcomp only)."""
+        """Jobs from accounting: ``sacct -X -P`` (slurmdbd) or ``sacct -c -P`` (jobcomp only), with a
+    ``\x1f`` delimiter: job names and workdirs may contain sacct's default '|'."""
         ids = [str(j) for j in job_ids or []]
         select: list[str]
         if ids:
@@ -273,7 +275,7 @@ class SlurmClient:
             else:
                 select += ["-a"]
         if self._sacct_mode != "jobcomp":
-            argv = ["sacct", "-X", "-P", "-o", ",".join(SACCT_FIELDS), *select]
+            argv = ["sacct", "-X", *sacct_select_args(SACCT_FIELDS), *select]
             result = await self._run(argv)
             if result.ok:
                 self._sacct_mode = "sacct"
@@ -281,7 +283,7 @@ class SlurmClient:
             if not is_accounting_disabled(result.stderr + result.stdout):
                 result.check("sacct", hint="SLURM accounting (sacct) is needed for jobs that left squeue")
             self._sacct_mode = "jobcomp"
-        argv = ["sacct", "-c", "-P", "-o", ",".join(SACCT_JOBCOMP_FIELDS), *select]
+        argv = ["sacct", "-c", *sacct_select_args(SACCT_JOBCOMP_FIELDS), *select]
         result = await self._run(argv)
         result.check("sacct -c", hint="this cluster has neither slurmdbd accounting nor a jobcomp log; "
                      "ended jobs disappear from SLURM after MinJobAge")

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -65,6 +66,11 @@ def clean_errors(func: Callable[[argparse.Namespace], Awaitable[int]]) -> Callab
             return await func(args)
         except (R1Error, KeyboardInterrupt, asyncio.CancelledError):
             raise
+        except BrokenPipeError:
+            # `r1console logs 5 | head`: the reader left; stop quietly like other CLI tools
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except (OSError, EOFError, ConnectionError, asyncio.TimeoutError) as err:
             raise R1Error(f"{type(err).__name__}: {err}") from None
         except Exception as err:  # noqa: BLE001 - asyncssh.Error and friends: a message, not a traceback

@@ -591,19 +591,33 @@ SACCT_JOBCOMP_FIELDS = ("JobID", "JobName", "State", "ExitCode", "Partition", "N
                         "Elapsed", "Timelimit", "Start", "End", "WorkDir", "User")
 
 
-def parse_sacct(text: str, *, source: str = "sacct", include_steps: bool = False) -> list[JobInfo]:
-    """``sacct -P`` output **with** its header line -> jobs (steps such as ``5.batch`` dropped)."""
+#: sacct's field separator as r1console asks for it (``--delimiter``): job names and work
+#: directories may contain '|', the default separator (seen on the test cluster).
+SACCT_SEP = SQUEUE_SEP
+
+
+def sacct_select_args(fields: tuple[str, ...]) -> list[str]:
+    return ["-P", f"--delimiter={SACCT_SEP}", "-o", ",".join(fields)]
+
+
+def parse_sacct(text: str, *, source: str = "sacct", include_steps: bool = False,
+                delimiter: str | None = None) -> list[JobInfo]:
+    """``sacct -P`` output **with** its header line -> jobs (steps such as ``5.batch`` dropped).
+
+    The delimiter is found from the header (r1console's ``\x1f`` or sacct's default ``|``).
+    """
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return []
-    header = [h.strip().lower() for h in lines[0].split("|")]
+    sep = delimiter or (SACCT_SEP if SACCT_SEP in lines[0] else "|")
+    header = [h.strip().lower() for h in lines[0].split(sep)]
     if "jobid" not in header:
         raise SlurmParseError(f"sacct printed no JobID header: {_clip(lines[0])}")
     jobs = []
     for line in lines[1:]:
-        cells = line.split("|")
-        if len(cells) > len(header):  # a '|' inside the last free-text column: rejoin it
-            cells = cells[:len(header) - 1] + ["|".join(cells[len(header) - 1:])]
+        cells = line.split(sep)
+        if len(cells) > len(header):  # a separator inside the last free-text column: rejoin it
+            cells = cells[:len(header) - 1] + [sep.join(cells[len(header) - 1:])]
         row = dict(zip(header, cells))
         job_id = row.get("jobid", "").strip()
         if not job_id or ("." in job_id and not include_steps):
@@ -676,6 +690,7 @@ def classify_srun_error(stderr: str, command: str = "nvidia-smi") -> SrunProblem
 
 __all__ = [
     "ACTIVE_STATES", "FINISHED_STATES", "PENDING_STATES", "JobInfo", "SACCT_FIELDS", "SACCT_JOBCOMP_FIELDS",
+    "SACCT_SEP", "sacct_select_args",
     "SCONTROL_KEYS", "SQUEUE_FIELDS", "SQUEUE_FORMAT", "SQUEUE_SEP", "SlurmParseError", "SrunProblem",
     "classify_srun_error", "expand_hostlist", "format_duration", "is_accounting_disabled",
     "is_invalid_job_id", "is_json_unsupported", "job_from_json", "job_from_scontrol", "normalize_state",

@@ -93,3 +93,13 @@ def test_comma_in_gpu_name_and_bad_lines():
     badfield = (H200 / "smi_badfield.txt").read_text().splitlines()[0]
     with pytest.raises(NvidiaSmiParseError):
         parse_query(badfield, "n", LAB_FIELDS)
+
+
+def test_live_stand_in_capture_with_the_query_r1console_sends():
+    text = (DATA / "slurm" / "live" / "srun_nvidia_smi_2nodes.txt").read_text()
+    command, _, rest = text.partition("\n")
+    assert command.endswith(" ".join(nvidia_smi_argv()))
+    nodes = parse_labelled(rest.rsplit("[rc=", 1)[0], ["node1", "node2"])
+    assert [(n.node, [g.index for g in n.gpus]) for n in nodes] == [("node1", [0, 1, 2, 3]), ("node2", [0, 1, 2, 3])]
+    g = nodes[1].gpus[3]
+    assert g.uuid.endswith("0203") and (g.memory_total_mib, g.temperature_c, g.power_limit_w) == (143771, 36, 700)

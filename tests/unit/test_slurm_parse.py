@@ -272,3 +272,41 @@ def test_pattern_expansion():
     job = JobInfo(job_id="42", name="r1", user="u", batch_host="node1.cluster", workdir="/w")
     assert job.expand_pattern("job.%N.%j.out") == "/w/job.node1.42.out"
     assert job.expand_pattern("/abs/%x-%u-%5j-%%.log") == "/abs/r1-u-00042-%.log"
+
+
+# ---- r1console's own argv on the test cluster (tests/data/slurm/live) -----------------------------
+
+ODD_NAME = "r1c;touch|(x)&!*"
+
+
+def test_live_squeue_format_running_held_and_cancelled():
+    cmd, out, rc = capture("live/squeue_o_running_and_held.txt")
+    jobs = {j.job_id: j for j in parse_squeue_format(out)}
+    run, held = jobs["9"], jobs["10"]
+    assert (run.state, run.name, run.nodes, run.batch_host, run.node_count) == ("RUNNING", ODD_NAME, "node[1-2]", "node1", 2)
+    assert run.workdir.endswith("/r1c-dev/w d") and run.time_limit == 300 and run.user == "r1ctest"
+    assert (held.state, held.reason, held.batch_host, held.nodes, held.start_time) == ("PENDING", "JobHeldUser", "", "", None)
+    ended = {j.job_id: j for j in parse_squeue_format(capture("live/squeue_o_cancelled.txt")[1])}
+    assert ended["9"].state == ended["10"].state == "CANCELLED" and ended["9"].is_finished
+
+
+def test_live_scontrol_odd_name_and_workdir_with_a_space():
+    [job] = parse_scontrol_jobs(capture("live/scontrol_o_running_odd_name_and_workdir.txt")[1])
+    assert job.name == ODD_NAME and job.workdir.endswith("/r1c-dev/w d") and job.batch_host == "node1"
+    assert job.stdout_path() == f"{job.workdir}/job.node1.9.out"
+    assert job.node_list == ["node1", "node2"] and job.user == "r1ctest"
+    [held] = parse_scontrol_jobs(capture("live/scontrol_o_held.txt")[1])
+    assert held.is_pending and held.reason == "JobHeldUser" and held.stdout_path() is None
+
+
+def test_live_sacct_needs_its_own_delimiter():
+    jobs = {j.job_id: j for j in parse_sacct(capture("live/sacct_X_P_fields.txt")[1])}
+    assert jobs["9"].name == ODD_NAME and jobs["9"].state == "CANCELLED" and jobs["9"].reason == "by 1001"
+    assert jobs["9"].workdir.endswith("/w d") and jobs["10"].reason == "JobHeldUser" and jobs["10"].nodes == ""
+    default = capture("live/sacct_X_P_default_delimiter.txt")[1].splitlines()
+    assert default[1].count("|") > default[0].count("|")  # the name's '|' shifts every later column
+    assert "Permission denied" in capture("live/sacct_c_P_fields.txt")[1]
+
+
+def test_live_sbatch_parsable():
+    assert parse_sbatch_parsable(capture("live/sbatch_parsable.txt")[1])[0].isdigit()
