@@ -61,6 +61,24 @@ class R1ConsoleApp(App):
         self.sub_title = f"cluster: {self.session.name}"
         await self.push_screen(JobsScreen(self.session, open_job=self.open_job))
 
+    def switch_cluster(self, name: str) -> None:
+        """Close this cluster's session and open another (its jobs screen replaces this one)."""
+        from r1console.tui.factory import cluster_opener
+
+        self.opener = cluster_opener(self.config.cluster(name))
+        self.open_job = None
+        self._reopen()
+
+    @work(group="session", exclusive=True, exit_on_error=False, description="Switching cluster")
+    async def _reopen(self) -> None:
+        old, self.session = self.session, None
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+        self.open_session()
+
     async def prompt(self, title: str, instructions: str, prompts) -> list[str] | None:
         """SSH password / keyboard-interactive (two-factor) prompts, one dialog per question.
         Called from the connecting worker, so it can wait for the dialogs."""

@@ -137,3 +137,19 @@ async def test_cancel_failure_shows_the_error_dialog(demo_root):
         await pilot.press("y")
         await wait_until(pilot, lambda: isinstance(app.screen, ErrorDialog), timeout=10)
         assert "permission denied" in app.screen.message
+
+
+async def test_cluster_switcher_lists_configured_clusters(demo_root, tmp_path):
+    from r1console.tui.screens.dialogs import ChoiceDialog
+
+    config = UserConfig.model_validate({"clusters": {"alpha": {"ssh_host": "alpha-login"}, "beta": {"transport": "local"}}})
+    app = make_app(config, opener=make_opener(demo_root, demo_args()))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, JobScreen), timeout=30)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        assert app.screen.choices == ["alpha", "beta", "local"]
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))

@@ -35,11 +35,13 @@ class JobsScreen(Screen):
         Binding("t", "chat", "Chat", id="chat-job"),
         Binding("b", "batch", "Batch", id="batch-job"),
         Binding("r", "refresh", "Refresh", id="refresh-jobs"),
+        Binding("s", "switch_cluster", "Cluster", id="switch-cluster"),
     ]
     PALETTE_COMMANDS = [
         ("Launch a deployment", "Pick a profile and submit it", "launch"),
         ("Refresh jobs", "Ask SLURM again now", "refresh"),
         ("Cancel the selected job", "scancel, with confirmation", "cancel"),
+        ("Switch cluster", "Another cluster from the config (or local)", "switch_cluster"),
     ]
 
     def __init__(self, session, *, open_job: str | None = None) -> None:
@@ -185,3 +187,17 @@ class JobsScreen(Screen):
 
         dep = self.deployments.get(job)
         self.app.push_screen(BatchScreen(f"job {job}", lambda: self.session.open_server(job), deployment=dep))
+
+    def action_switch_cluster(self) -> None:
+        from r1console.tui.screens.dialogs import ChoiceDialog
+
+        names = sorted(self.app.config.clusters)
+        if "local" not in names:
+            names.append("local")
+        current = self.session.name
+
+        def chosen(name: str | None) -> None:
+            if name and name != current:
+                self.app.switch_cluster(name)
+
+        self.app.push_screen(ChoiceDialog("Switch to cluster", names, current), chosen)
