@@ -187,8 +187,11 @@ class SlurmClient:
         user = None if all_users or ids else (await self.transport.identity())[1]
         jobs: list[JobInfo] | None = None
         if self._json_ok is not False:
-            argv = ["squeue", "--json"]
+            # filters: honoured from 23.02.3 on (less to transfer), ignored before (filtered below)
+            argv = ["squeue", "--json", "-t", "all", *(["-j", ",".join(ids)] if ids else ["-u", user] if user else [])]
             result = await self._run(argv)
+            if not result.ok and ids and is_invalid_job_id(result.stderr):
+                return []
             if result.ok:
                 try:
                     jobs = parse_squeue_json(result.stdout)

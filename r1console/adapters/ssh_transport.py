@@ -349,8 +349,9 @@ class SSHTransport(Transport):
             self.stats.note_command(argv)
             started = time.monotonic()
             try:
+                feed = {"input": stdin} if stdin is not None else {"stdin": asyncssh.DEVNULL}  # never left open
                 result = await asyncio.wait_for(
-                    conn.run(cmdline, input=stdin, encoding=None, check=False), timeout + _KILL_AFTER_S + 5)
+                    conn.run(cmdline, encoding=None, check=False, **feed), timeout + _KILL_AFTER_S + 5)
             except asyncio.TimeoutError:
                 raise TransportTimeout(
                     f"`{display_argv(argv)}` did not finish within {timeout:g} s on {self.label}", argv=argv,
