@@ -386,6 +386,8 @@ JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/log/jobcomp.txt
 SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+# ended jobs leave squeue after 30 s instead of 300, so the "history after squeue forgot it" test is quick
+MinJobAge=30
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 EnforcePartLimits=ALL

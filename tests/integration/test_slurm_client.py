@@ -439,7 +439,7 @@ async def test_history_after_the_job_left_squeue(env):
             loaded = load_profile_for_cluster(str(profile(env, "hist", ["exit 0"])), env.spec)
             job_id = (await client.submit(loaded)).job_id
             env.jobs.append(job_id)
-        deadline = time.monotonic() + 420  # MinJobAge is 300 s by default
+        deadline = time.monotonic() + 420  # MinJobAge: 30 s on the test cluster (300 s is SLURM's default)
         while True:
             r = await tr.run(["squeue", "-h", "-j", job_id, "-o", "%T"])
             if r.returncode != 0 and "Invalid job id" in r.stderr:
