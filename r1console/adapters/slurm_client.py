@@ -328,8 +328,11 @@ class SlurmClient:
 
     # ---- GPUs ------------------------------------------------------------------------------
     async def gpus(self, job_id: str, *, timeout: float = 60.0) -> GpuReport:
-        """Per node, per GPU samples via ``srun --overlap ... -l nvidia-smi --query-gpu``."""
-        info = await self.job_state(job_id)
+        """Per node, per GPU samples via ``srun --overlap ... -l nvidia-smi --query-gpu``.
+
+        ``scontrol show job`` first (state, nodes, and the GPUs SLURM allocated): a job without GPUs
+        is refused, since nvidia-smi inside it would show the node's GPUs of OTHER jobs (or none)."""
+        info = await self.job(job_id)
         if info.is_pending:
             raise JobStateError(f"job {job_id} is not running yet ({info.state}"
                                 f"{', ' + info.reason if info.reason else ''}): it has no GPUs to show",
@@ -338,6 +341,11 @@ class SlurmClient:
             raise JobStateError(f"job {job_id} has ended ({info.state}): it has no GPUs any more")
         if not info.is_running:
             raise JobStateError(f"job {job_id} is {info.state}: GPUs can be read only while it is RUNNING")
+        if info.gpus == 0:
+            raise JobStateError(f"job {job_id} has no GPUs: SLURM allocated it none (TRES without gres/gpu), "
+                                "so there is nothing to sample",
+                                hint="its profile runs on CPUs (slurm.gpus_per_node: 0, like tiny-cpu); "
+                                f"`r1console logs {job_id}` shows what it does")
         nodes = info.node_list
         count = len(nodes) or info.node_count or 1
         argv = ["srun", f"--jobid={job_id}", "--overlap", "-N", str(count), "--ntasks-per-node=1", "-l",

@@ -80,6 +80,7 @@ class JobInfo:
     user: str = ""
     state_flags: tuple[str, ...] = ()  # extra flags of the >= 23.02 flag array (e.g. REQUEUED)
     source: str = ""                  # squeue-json | squeue | scontrol | sacct | sacct-c
+    gpus: int | None = None           # GPUs of the job (scontrol TRES gres/gpu; 0 = none); None: not reported
 
     # ---- classification --------------------------------------------------------------------
     @property
@@ -541,6 +542,24 @@ def _scontrol_records(text: str) -> list[str]:
     return records
 
 
+def tres_gpus(tres: str | None) -> int | None:
+    """GPUs in a TRES string (``cpu=2,node=2,billing=2,gres/gpu=8``): 0 when it lists none, None
+    without a TRES string. Typed counts (``gres/gpu:h200=8``) are summed only when the untyped
+    total is absent (SLURM lists both)."""
+    if tres is None or not tres.strip() or tres.strip() in ("(null)", "N/A"):
+        return None
+    total, typed = None, 0
+    for item in tres.split(","):
+        key, _, value = item.strip().partition("=")
+        if not value.isdigit():
+            continue
+        if key == "gres/gpu":
+            total = int(value)
+        elif key.startswith("gres/gpu:"):
+            typed += int(value)
+    return total if total is not None else typed
+
+
 def job_from_scontrol(rec: dict[str, str]) -> JobInfo:
     state, detail = normalize_state(rec.get("JobState", ""))
     user = rec.get("UserId", "")
@@ -569,6 +588,7 @@ def job_from_scontrol(rec: dict[str, str]) -> JobInfo:
         exit_code=_clean(rec.get("ExitCode")),
         user=_clean(user),
         source="scontrol",
+        gpus=tres_gpus(rec.get("AllocTRES") or rec.get("TRES")),
     )
 
 
@@ -695,5 +715,5 @@ __all__ = [
     "classify_srun_error", "expand_hostlist", "format_duration", "is_accounting_disabled",
     "is_invalid_job_id", "is_json_unsupported", "job_from_json", "job_from_scontrol", "normalize_state",
     "parse_duration", "parse_sacct", "parse_sbatch_parsable", "parse_scontrol_jobs", "parse_scontrol_record",
-    "parse_squeue_format", "parse_squeue_json", "squeue_json_version",
+    "parse_squeue_format", "parse_squeue_json", "squeue_json_version", "tres_gpus",
 ]

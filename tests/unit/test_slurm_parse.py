@@ -27,6 +27,7 @@ from r1console.core.slurm_parse import (
     parse_squeue_format,
     parse_squeue_json,
     squeue_json_version,
+    tres_gpus,
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "slurm"
@@ -297,6 +298,19 @@ def test_live_scontrol_odd_name_and_workdir_with_a_space():
     assert job.node_list == ["node1", "node2"] and job.user == "r1ctest"
     [held] = parse_scontrol_jobs(capture("live/scontrol_o_held.txt")[1])
     assert held.is_pending and held.reason == "JobHeldUser" and held.stdout_path() is None
+
+
+def test_scontrol_tres_gives_the_jobs_gpus():
+    """`gpus` refuses a job SLURM gave no GPUs (nvidia-smi inside it would show other jobs' GPUs)."""
+    [gpu_job] = parse_scontrol_jobs(capture("live/scontrol_o_running_odd_name_and_workdir.txt")[1])
+    assert gpu_job.gpus == 8  # TRES=cpu=2,node=2,billing=2,gres/gpu=8
+    [cpu_job] = parse_scontrol_jobs(capture("17_scontrol_show_job_oneliner.txt")[1])
+    assert cpu_job.gpus == 0  # TRES=cpu=1,node=1,billing=1
+    assert parse_scontrol_jobs(capture("15_scontrol_show_job_running.txt")[1])[0].gpus == 0
+    assert parse_squeue_format(capture("live/squeue_o_cancelled.txt")[1])[0].gpus is None  # not reported
+    assert tres_gpus("cpu=8,gres/gpu=8,gres/gpu:h200=8") == 8  # the total, not total + typed
+    assert tres_gpus("cpu=8,gres/gpu:a100=2,gres/gpu:h100=4") == 6
+    assert tres_gpus(None) is None and tres_gpus("(null)") is None and tres_gpus("cpu=1") == 0
 
 
 def test_live_sacct_needs_its_own_delimiter():
