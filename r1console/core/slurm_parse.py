@@ -560,6 +560,22 @@ def tres_gpus(tres: str | None) -> int | None:
     return total if total is not None else typed
 
 
+_GPU_REQUEST_KEYS = ("TresPerNode", "TresPerJob", "TresPerTask", "TresPerSocket", "TresBind", "Gres", "GRES",
+                     "JOB_GRES", "ReqTRES")
+
+
+def job_gpus(rec: dict[str, str]) -> int | None:
+    """GPUs of a job from ``scontrol show job``: the TRES count when it lists gres/gpu; None (unknown,
+    but some) when only the request (``TresPerNode=gres:gpu:4``…) mentions GPUs — TRES lists gres/gpu
+    only where AccountingStorageTRES includes it (lab capture 33 does not); 0 when nothing does."""
+    counted = tres_gpus(rec.get("AllocTRES") or rec.get("TRES"))
+    if counted:
+        return counted
+    if any("gpu" in (rec.get(key) or "").lower() for key in _GPU_REQUEST_KEYS):
+        return None
+    return counted
+
+
 def job_from_scontrol(rec: dict[str, str]) -> JobInfo:
     state, detail = normalize_state(rec.get("JobState", ""))
     user = rec.get("UserId", "")
@@ -588,7 +604,7 @@ def job_from_scontrol(rec: dict[str, str]) -> JobInfo:
         exit_code=_clean(rec.get("ExitCode")),
         user=_clean(user),
         source="scontrol",
-        gpus=tres_gpus(rec.get("AllocTRES") or rec.get("TRES")),
+        gpus=job_gpus(rec),
     )
 
 
@@ -715,5 +731,5 @@ __all__ = [
     "classify_srun_error", "expand_hostlist", "format_duration", "is_accounting_disabled",
     "is_invalid_job_id", "is_json_unsupported", "job_from_json", "job_from_scontrol", "normalize_state",
     "parse_duration", "parse_sacct", "parse_sbatch_parsable", "parse_scontrol_jobs", "parse_scontrol_record",
-    "parse_squeue_format", "parse_squeue_json", "squeue_json_version", "tres_gpus",
+    "parse_squeue_format", "parse_squeue_json", "squeue_json_version", "tres_gpus", "job_gpus",
 ]

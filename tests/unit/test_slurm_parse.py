@@ -324,3 +324,13 @@ def test_live_sacct_needs_its_own_delimiter():
 
 def test_live_sbatch_parsable():
     assert parse_sbatch_parsable(capture("live/sbatch_parsable.txt")[1])[0].isdigit()
+
+
+def test_gpu_job_without_gres_in_tres_is_not_refused():
+    """Lab capture 33: TresPerNode=gres:gpu:4 but TRES=cpu=1,node=1,billing=1 (AccountingStorageTRES
+    without gres/gpu): the job has GPUs, the count is just not reported."""
+    from r1console.core.slurm_parse import job_gpus
+
+    assert job_gpus({"TRES": "cpu=1,node=1,billing=1", "TresPerNode": "gres:gpu:4"}) is None
+    assert job_gpus({"TRES": "cpu=8,node=2,billing=8,gres/gpu=8"}) == 8
+    assert job_gpus({"TRES": "cpu=2,node=1,billing=2"}) == 0  # a CPU-only job: refused with a clear message
