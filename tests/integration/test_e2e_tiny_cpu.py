@@ -6,14 +6,17 @@ cluster's unprivileged test user on a node's own network namespace; ``wait --for
 logs through the lifecycle and asks the server itself (/health + a probe completion) through the SSH
 port-forward; ``log-status`` reads the fetched logs; ``chat`` talks to it with the deployment's key;
 a request without the key is refused; ``gpus`` says clearly that the job has none; ``cancel`` ends it.
+The console's path (JobWatch over one ClusterSession) is checked against the same job.
 
-Every command is the real CLI in a subprocess (``python -m r1console``), with its own config and state
-dir. One job for the module, cancelled at the end whatever happens. On a loaded 2-core machine vLLM
+Commands are the real CLI in a subprocess (``python -m r1console``) with their own config and state
+dir; the no-key request opens the forward itself (SSHTransport.forward_local_port), and JobWatch runs
+in-process. One job for the module, cancelled at the end whatever happens. On a loaded 2-core machine vLLM
 takes 40-90 s to come up: the waits are generous but bounded. Times are printed (``-s``), never asserted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -25,7 +28,10 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from r1console.adapters.job_watch import JobWatch
+from r1console.adapters.session import ClusterSession
 from r1console.adapters.ssh_transport import SSHTransport
+from r1console.core.lifecycle import Stage
 from r1console.core.userconfig import ClusterSpec
 
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm]
@@ -201,6 +207,40 @@ async def test_the_forwarded_server_refuses_requests_without_the_key(deployment)
     assert bare.status_code == 401, bare.text
     assert wrong.status_code == 401 and models.status_code == 401
     assert right.status_code == 200 and right.json()["choices"][0]["message"]  # the key, and only it, opens it
+
+
+# ---- the console's path: JobWatch over one ClusterSession -------------------------------------------
+
+async def test_job_watch_sees_it_ready_with_metrics_over_one_connection(deployment, monkeypatch):
+    """What the job screen runs: state, both log follows, the server loop (forward + key + /health +
+    probe + /metrics) and the GPU loop, all over ONE SSH connection."""
+    env = deployment
+    monkeypatch.setenv("R1CONSOLE_STATE_DIR", str(env.state))
+    monkeypatch.setenv("R1CONSOLE_CONFIG", str(env.config))
+    changes: list[str] = []
+    async with SSHTransport(env.spec) as tr:
+        session = ClusterSession(tr, env.spec)
+        watch = JobWatch(session, env.job_id)
+        tasks = [asyncio.create_task(watch.state_loop(changes.append, interval=1.0)),
+                 *[asyncio.create_task(watch.follow_log(s, changes.append, poll=0.5)) for s in ("out", "err")],
+                 asyncio.create_task(watch.server_loop(changes.append, interval=0.5)),
+                 asyncio.create_task(watch.gpu_loop(changes.append, interval=1.0))]
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not (watch.stage is Stage.READY and watch.metrics is not None
+                                                       and watch.gpu_error is not None):
+                await asyncio.sleep(0.2)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        assert tr.stats.connects == 1
+    snap = watch.snapshot()
+    assert snap.stage is Stage.READY and snap.health_ok and snap.probe_ok, (snap, watch.server_error)
+    assert snap.shards_total and snap.shards_loaded == snap.shards_total and snap.vllm_version == "0.32.0"
+    assert watch.metrics is not None and watch.server_error is None
+    assert watch.gpus is None and f"job {env.job_id} has no GPUs" in watch.gpu_error
+    assert "[r1console] vllm_starting" in "\n".join(watch.buffers["out"].lines())
 
 
 # ---- 6. gpus of a job without GPUs -----------------------------------------------------------------
