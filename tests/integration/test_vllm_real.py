@@ -171,13 +171,16 @@ def test_small_kv_cache_server_fills_up_and_preempts(vllm_server_factory):
             info = metric_values(client.get("/metrics").text, "vllm:cache_config_info")
         assert 'kv_cache_memory_bytes="4194304"' in info[0][0]
 
-        # 8 requests (max-num-seqs 8) x 300 tokens need ~2,500 tokens of cache: more than there is.
-        request = {"model": server.model, "messages": QUESTION, "max_tokens": 300, "ignore_eos": True}
+        # 8 requests (max-num-seqs 8) x 600 tokens need ~5,000 tokens of cache, four times what there
+        # is: even three of them at once overflow it, so vLLM must preempt. They start together.
+        request = {"model": server.model, "messages": QUESTION, "max_tokens": 600, "ignore_eos": True}
         peak = 0.0
         done = threading.Event()
+        start = threading.Barrier(8)
 
         def one(_):
             with server.client(timeout=300) as c:
+                start.wait(timeout=60)
                 return c.post("/v1/chat/completions", json=request).json()
 
         with ThreadPoolExecutor(8) as pool, server.client() as client:
@@ -189,7 +192,7 @@ def test_small_kv_cache_server_fills_up_and_preempts(vllm_server_factory):
                 done.wait(0.05)
             replies = [f.result(timeout=300) for f in futures]
             after = client.get("/metrics").text
-        assert all(r["usage"]["completion_tokens"] == 300 for r in replies)
+        assert all(r["usage"]["completion_tokens"] == 600 for r in replies)
         # The cache filled up: vLLM had to preempt. (The usage gauge is sampled by polling, so its
         # observed peak depends on timing — 0.26 to 0.46 seen on a loaded 2-core machine — and is
         # only checked to be a valid fraction.)
