@@ -55,6 +55,7 @@ class LocalTransport(Transport):
         super().__init__()
         self.label = label
         self.env = dict(env or {})
+        self._procs: set[asyncio.subprocess.Process] = set()  # running children, reaped by close()
 
     async def connect(self) -> None:
         if self.stats.connects == 0:
@@ -62,7 +63,11 @@ class LocalTransport(Transport):
             self.stats.connects += 1
 
     async def close(self) -> None:
-        return None
+        """Stop every child still running (a follow's ``tail -F``, a cancelled command) and reap it,
+        so nothing outlives the session or is left for the garbage collector after the loop ends."""
+        procs, self._procs = list(self._procs), set()
+        for proc in procs:
+            await _terminate(proc)
 
     def _environ(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -74,12 +79,14 @@ class LocalTransport(Transport):
 
     async def _spawn(self, argv: list[str], stdin_data: bool) -> asyncio.subprocess.Process | RunResult:
         try:
-            return await asyncio.create_subprocess_exec(
+            proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE if stdin_data else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 env=self._environ(), start_new_session=True,
             )
+            self._procs.add(proc)
+            return proc
         except FileNotFoundError:
             return RunResult(tuple(argv), 127, "", f"{argv[0]}: command not found\n")
         except PermissionError:
@@ -95,13 +102,16 @@ class LocalTransport(Transport):
             return proc
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+            self._procs.discard(proc)
         except asyncio.TimeoutError:
             await _terminate(proc)
+            self._procs.discard(proc)
             raise TransportTimeout(
                 f"`{display_argv(cmd)}` did not finish within {timeout:g} s on {self.label}", argv=cmd,
                 hint=timeout_hint(argv)) from None
         except asyncio.CancelledError:
             await _terminate(proc)
+            self._procs.discard(proc)
             raise
         return RunResult(tuple(cmd), proc.returncode if proc.returncode is not None else -1,
                          out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), out,
@@ -134,6 +144,7 @@ class LocalTransport(Transport):
                 await asyncio.wait_for(asyncio.shield(err_task), 1.0)
         finally:
             await _terminate(proc)
+            self._procs.discard(proc)
             err_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await err_task

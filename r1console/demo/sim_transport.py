@@ -34,8 +34,11 @@ class SimTransport(LocalTransport):
         await super().connect()
 
     async def close(self) -> None:
-        if self.own_cluster:
-            await self.cluster.close()
+        try:
+            await super().close()  # reap the real child processes (log follows) first
+        finally:
+            if self.own_cluster:
+                await self.cluster.close()
 
     async def run(self, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, stdin: bytes | None = None,
                   retry_on_drop: bool = True) -> RunResult:

@@ -61,7 +61,7 @@ async def test_launch_to_ready_chat_batch_and_cancel(demo_root, tmp_path):
         assert state.health_ok and state.probe_ok
         # both log panes show what the watch followed (the .out has our markers and vLLM's lines)
         out_view, err_view = job_screen.query_one("#log-out"), job_screen.query_one("#log-err")
-        assert out_view.line_count == len(job_screen.watch.buffers["out"].lines()) > 10
+        await wait_until(pilot, lambda: out_view.line_count == len(job_screen.watch.buffers["out"].lines()) > 10)
         assert err_view.line_count > 0
         assert "Head node: gpu01" in job_screen.watch.buffers["out"].lines()
         # GPUs of both nodes were sampled through srun/nvidia-smi

@@ -6,6 +6,9 @@ coalesced messages and the handlers re-render from the watch's state.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -91,6 +94,16 @@ class JobScreen(Screen):
         self.run_loop(self.watch.follow_log("err", notify), "log .err")
         self.run_loop(self.watch.gpu_loop(notify), "GPU sampling")
         self.run_loop(self.watch.server_loop(notify), "server checks")
+
+    async def on_unmount(self) -> None:
+        """Stop this screen's watch loops and let their clean-up (killing a log follow's ``tail``)
+        finish now, rather than after the event loop has gone."""
+        mine = [w for w in self.app.workers if w.node is self]
+        for worker in mine:
+            worker.cancel()
+        for worker in mine:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(worker.wait(), 5)
 
     def run_loop(self, coro, what: str) -> None:
         self.run_worker(coro, group="job-watch", exit_on_error=False, description=f"Watching job {self.job_id}: {what}")
