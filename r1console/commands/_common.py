@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
+
+from r1console.core.errors import R1Error
 
 from r1console.core.userconfig import UserConfig, load_user_config
 
@@ -32,3 +35,56 @@ def user_config() -> UserConfig:
 
 def warn(message: str) -> None:
     print(f"r1console: warning: {message}", file=sys.stderr)
+
+
+# ---- argparse value types ---------------------------------------------------------------------
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+# ---- reaching a server --------------------------------------------------------------------------
+
+def read_api_key_file(path: str) -> str:
+    """The key in ``path`` (surrounding whitespace removed); a clear error if unusable."""
+    try:
+        key = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise R1Error(f"cannot read --api-key-file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise R1Error(f"--api-key-file {path} is not a text file") from None
+    if not key:
+        raise R1Error(f"--api-key-file {path} is empty")
+    if "\n" in key:
+        raise R1Error(f"--api-key-file {path} has more than one line; it must hold just the key")
+    return key
+
+
+def open_job_server(job_id: str, cluster: str | None):
+    """The deployment's server through the cluster connection: ``async with ... as (url, key)``."""
+    from r1console.adapters.reach import open_server
+
+    return open_server(job_id, cluster)

@@ -25,40 +25,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import shlex
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from r1console.commands._common import open_job_server, positive_float, positive_int, read_api_key_file
 from r1console.core.errors import R1Error
 
 FALLBACK_CONCURRENCY = 256   # vLLM's max_num_seqs default below 70 GiB of GPU memory (1024 above)
 
 
 # -- arguments shared with `r1console sweep` --------------------------------------------------------
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value:g}")
-    return value
-
 
 def add_target_args(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
@@ -102,8 +81,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def read_key(path: str | None) -> str | None:
     if not path:
         return None
-    from r1console.commands.chat import read_api_key_file
-
     return read_api_key_file(path)
 
 
@@ -114,11 +91,7 @@ async def open_target(args: argparse.Namespace):
     if args.url:
         yield args.url, key
         return
-    if importlib.util.find_spec("r1console.adapters.reach") is None:
-        raise R1Error("--job needs the cluster layer (r1console.adapters.reach), which this build does not have",
-                      hint="forward the port yourself and use --url http://127.0.0.1:PORT")
-    reach = importlib.import_module("r1console.adapters.reach")
-    async with reach.open_server(args.job, args.cluster) as (url, job_key):
+    async with open_job_server(args.job, args.cluster) as (url, job_key):
         yield url, key or job_key
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import json
 import os
 import signal
@@ -30,6 +28,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from r1console.commands._common import (
+    non_negative_float,
+    open_job_server,
+    positive_float,
+    positive_int,
+    read_api_key_file,
+)
 from r1console.core.api_errors import StreamInterrupted
 from r1console.core.chat import ChatSession, Turn, TurnState
 from r1console.core.errors import R1Error
@@ -43,33 +48,6 @@ commands:
   /reasoning       show / hide the reasoning
   /export FILE.md  write the conversation as Markdown now
   /quit            leave (so does Ctrl-D); Ctrl-C stops a reply that is streaming"""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,17 +66,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="file holding the server's API key (vLLM --api-key); overrides the job's key")
     parser.add_argument("--model", metavar="ID", help="model name to send (default: the server's, from /v1/models)")
     parser.add_argument("--system", metavar="TEXT", help="system prompt")
-    parser.add_argument("--max-tokens", type=_positive_int, metavar="N",
+    parser.add_argument("--max-tokens", type=positive_int, metavar="N",
                         help="most tokens to generate, reasoning included (default: the server's)")
-    parser.add_argument("--temperature", type=_non_negative_float, metavar="T", help="sampling temperature")
-    parser.add_argument("--top-p", type=_positive_float, metavar="P", help="nucleus sampling")
+    parser.add_argument("--temperature", type=non_negative_float, metavar="T", help="sampling temperature")
+    parser.add_argument("--top-p", type=positive_float, metavar="P", help="nucleus sampling")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per reply instead of streaming text")
     parser.add_argument("--hide-reasoning", action="store_true", help="do not print the reasoning")
     parser.add_argument("--export", metavar="FILE.md", help="write the conversation as Markdown at the end")
     parser.add_argument("--export-reasoning", action=argparse.BooleanOptionalAction, default=True,
                         help="include the reasoning in --export (default: yes)")
-    parser.add_argument("--timeout", type=_positive_float, default=600.0, metavar="S",
+    parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
                         help="longest the server may stay silent during a reply (default: 600)")
     parser.add_argument("prompt", nargs="?", metavar="PROMPT",
                         help="the message ('-' reads it from stdin); without it, an interactive conversation")
@@ -106,32 +84,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # -- entry ------------------------------------------------------------------------------------
-
-def read_api_key_file(path: str) -> str:
-    """The key in ``path`` (surrounding whitespace removed); a clear error if unusable."""
-    try:
-        key = Path(path).expanduser().read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise R1Error(f"cannot read --api-key-file {path}: {err.strerror or err}") from None
-    except UnicodeDecodeError:
-        raise R1Error(f"--api-key-file {path} is not a text file") from None
-    if not key:
-        raise R1Error(f"--api-key-file {path} is empty")
-    if "\n" in key:
-        raise R1Error(f"--api-key-file {path} has more than one line; it must hold just the key")
-    return key
-
-
-def open_job_server(job_id: str, cluster: str | None):
-    """``reach.open_server(job_id, cluster)``: an async context manager yielding (url, key)."""
-    if importlib.util.find_spec("r1console.adapters.reach") is None:
-        raise R1Error(
-            "--job needs the cluster layer (r1console.adapters.reach), which this build does not have yet",
-            hint="forward the port yourself (ssh -L 8000:NODE:8000 LOGIN_HOST) and use "
-                 "--url http://127.0.0.1:8000 [--api-key-file FILE]")
-    reach = importlib.import_module("r1console.adapters.reach")
-    return reach.open_server(job_id, cluster)
-
 
 def _check_export_path(path: str | None) -> Path | None:
     if not path:
@@ -231,7 +183,7 @@ async def _ainput(prompt: str) -> str | None:
         except EOFError:
             line = None
         except BaseException as err:  # pragma: no cover - closed stdin and the like
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_exception(err))
+            loop.call_soon_threadsafe(lambda e=err: future.done() or future.set_exception(e))
             return
         loop.call_soon_threadsafe(lambda: future.done() or future.set_result(line))
 

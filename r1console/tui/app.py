@@ -43,7 +43,6 @@ class R1ConsoleApp(App):
     def on_mount(self) -> None:
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
-        from r1console.tui.screens.jobs import JobsScreen
         from r1console.tui.screens.welcome import WelcomeScreen
 
         if self.opener is None:
