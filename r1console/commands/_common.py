@@ -68,6 +68,21 @@ def positive_float(text: str) -> float:
 
 # ---- reaching a server --------------------------------------------------------------------------
 
+def add_target_args(parser: argparse.ArgumentParser) -> None:
+    """--job | --url, --cluster, --api-key-file, --model, --timeout: chat, batch and sweep."""
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--job", metavar="JOBID", help="the SLURM job serving the model (via the cluster layer)")
+    target.add_argument("--url", metavar="URL",
+                        help="base URL of any OpenAI-compatible server, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--cluster", metavar="NAME", help="cluster of --job (default: the configured default)")
+    parser.add_argument("--api-key-file", metavar="FILE",
+                        help="file holding the server's API key (vLLM --api-key); overrides the job's key")
+    parser.add_argument("--model", metavar="ID", help="model name to send (default: the server's, from /v1/models)")
+    parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
+                        help="longest the server may stay silent during one reply (default: 600)")
+
+
+
 def read_api_key_file(path: str) -> str:
     """The key in ``path`` (surrounding whitespace removed); a clear error if unusable."""
     try:

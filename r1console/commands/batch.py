@@ -31,26 +31,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from r1console.commands._common import open_job_server, positive_float, positive_int, read_api_key_file
+from r1console.commands._common import add_target_args, open_job_server, positive_float, positive_int, read_api_key_file
 from r1console.core.errors import R1Error
 
 FALLBACK_CONCURRENCY = 256   # vLLM's max_num_seqs default below 70 GiB of GPU memory (1024 above)
 
 
 # -- arguments shared with `r1console sweep` --------------------------------------------------------
-
-def add_target_args(parser: argparse.ArgumentParser) -> None:
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--job", metavar="JOBID", help="the SLURM job serving the model (via the cluster layer)")
-    target.add_argument("--url", metavar="URL",
-                        help="base URL of any OpenAI-compatible server, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--cluster", metavar="NAME", help="cluster of --job (default: the configured default)")
-    parser.add_argument("--api-key-file", metavar="FILE",
-                        help="file holding the server's API key (vLLM --api-key); overrides the job's key")
-    parser.add_argument("--model", metavar="ID", help="model name to send (default: the server's, from /v1/models)")
-    parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
-                        help="longest the server may stay silent during one reply (default: 600)")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(

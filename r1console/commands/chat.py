@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from r1console.commands._common import (
+    add_target_args,
     non_negative_float,
     open_job_server,
     positive_float,
@@ -57,14 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--job", metavar="JOBID", help="the SLURM job serving the model (via the cluster layer)")
-    target.add_argument("--url", metavar="URL",
-                        help="base URL of any OpenAI-compatible server, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--cluster", metavar="NAME", help="cluster of --job (default: the configured default)")
-    parser.add_argument("--api-key-file", metavar="FILE",
-                        help="file holding the server's API key (vLLM --api-key); overrides the job's key")
-    parser.add_argument("--model", metavar="ID", help="model name to send (default: the server's, from /v1/models)")
+    add_target_args(parser)
     parser.add_argument("--system", metavar="TEXT", help="system prompt")
     parser.add_argument("--max-tokens", type=positive_int, metavar="N",
                         help="most tokens to generate, reasoning included (default: the server's)")
@@ -76,8 +70,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--export", metavar="FILE.md", help="write the conversation as Markdown at the end")
     parser.add_argument("--export-reasoning", action=argparse.BooleanOptionalAction, default=True,
                         help="include the reasoning in --export (default: yes)")
-    parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
-                        help="longest the server may stay silent during a reply (default: 600)")
     parser.add_argument("prompt", nargs="?", metavar="PROMPT",
                         help="the message ('-' reads it from stdin); without it, an interactive conversation")
     parser.set_defaults(func=run)

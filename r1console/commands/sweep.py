@@ -21,11 +21,11 @@ import re
 import time
 from pathlib import Path
 
+from r1console.commands._common import add_target_args
 from r1console.commands.batch import (
     _console,
     _install_stop_handlers,
     _remove_stop_handlers,
-    add_target_args,
     open_target,
     positive_int,
     progress_line,

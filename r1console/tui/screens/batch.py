@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import AsyncContextManager, Callable
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -23,8 +22,8 @@ from r1console.core.batch_input import load_batch_input
 from r1console.core.batch_journal import default_output_format
 from r1console.core.errors import R1Error
 from r1console.tui.messages import BatchEnded, BatchProgressed
+from r1console.tui.screens.chat import ServerOpener
 
-ServerOpener = Callable[[], AsyncContextManager[tuple[str, str | None]]]
 
 
 def _ms(summary, q: float) -> str:
