@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+# The exit codes of every command, in one table (the README's "Exit codes" section mirrors it).
+EXIT_OK = 0
+EXIT_ERROR = 1               # a command on the cluster or the server failed
+EXIT_USAGE = 2               # bad command line (argparse)
+EXIT_DEPLOYMENT_FAILED = 3   # status / log-status / wait: a listed deployment has failed
+EXIT_CONFIG = 4              # a profile, config or input file is invalid
+EXIT_CLUSTER = 5             # the cluster cannot be reached (SSH, unknown --cluster)
+EXIT_INTERRUPTED = 130       # ctrl+c
+
 
 class R1Error(Exception):
     """An error the user can act on. ``str(err)`` is the whole message."""
