@@ -60,7 +60,7 @@ SIGNATURES: tuple[Signature, ...] = (
     # ---- memory ---------------------------------------------------------------------------
     _s("cuda_oom",
        r"CUDA out of memory|CUDA error: out of memory|HIP out of memory"
-       r"|torch\.(?:cuda\.)?OutOfMemoryError",
+       r"|torch\.(?:cuda\.)?OutOfMemoryError|RayTaskError\((?:torch\.)?(?:cuda\.)?OutOfMemoryError\)",
        ("out of memory", "OutOfMemoryError"),
        "A GPU ran out of memory (CUDA OOM).",
        "Lower --max-num-seqs / --max-num-batched-tokens, or --gpu-memory-utilization if the OOM "
@@ -117,6 +117,14 @@ SIGNATURES: tuple[Signature, ...] = (
        "The model path is not a model directory vLLM can read (no config.json there).",
        "Check the profile's model path on the cluster (shared filesystem, spelling, "
        "permissions) and that the download finished."),
+    _s("harmony_vocab_missing",
+       r"HarmonyError: (?P<detail>(?:invalid tiktoken vocab file|error downloading or loading vocab"
+       r" file)[^\r\n]{0,160})",
+       ("HarmonyError",),
+       "gpt-oss's Harmony encoding could not load its tiktoken vocabulary ({detail}).",
+       "On nodes without internet, download o200k_base.tiktoken (and cl100k_base.tiktoken) to a "
+       "shared directory and set TIKTOKEN_ENCODINGS_BASE (or TIKTOKEN_RS_CACHE_DIR) to it in the "
+       "job's environment; a file that is an HTML error page or truncated gives this error too."),
     # ---- engine ----------------------------------------------------------------------------
     _s("engine_failed",
        r"EngineCore failed to start|Engine core initialization failed"
@@ -175,6 +183,20 @@ SIGNATURES: tuple[Signature, ...] = (
        "Find out why on that node (lines tagged ip=…): CUDA OOM, host OOM (oom_kill), a "
        "crash, or the node left the Ray cluster (`ray status`).",
        root_cause=False, consequence=True),
+    _s("ray_channel_timeout",
+       r"RayChannelTimeoutError",
+       ("RayChannelTimeoutError",),
+       "A Ray compiled-graph channel timed out: a GPU worker stopped answering (hung or died).",
+       "Look for the first error of a worker above (lines tagged ip=…); raise "
+       "RAY_CGRAPH_get_timeout only if the workers are merely slow (a long first step).",
+       root_cause=False, consequence=True),
+    _s("ray_task_error",
+       r"RayTaskError\((?P<detail>[\w.]+)\)",
+       ("RayTaskError(",),
+       "A Ray GPU worker raised {detail}.",
+       "Read that worker's traceback above (lines tagged ip=…): the exception named here is the "
+       "cause.",
+       root_cause=False, consequence=True),
     _s("ray_placement_timeout",
        r"Cannot provide a placement group of .* within \d+ seconds",
        ("Cannot provide a placement group",),
@@ -215,6 +237,15 @@ SIGNATURES: tuple[Signature, ...] = (
        ("SIGNAL",),
        "SLURM killed the job with signal {detail}.",
        "Check with the admins or `sacct -j JOBID` why the job was signalled."),
+    # ---- argparse (after SLURM's "srun: error:" kinds, which it must not take) ----------------
+    _s("invalid_command_line",
+       r"^(?:(?!srun|sbatch|salloc|slurmstepd)[\w.\- ]{1,60}: error: (?P<detail>(?!unrecognized"
+       r" argument|argument -)(?:the following arguments are required|invalid choice|one of the "
+       r"arguments|not allowed with|expected one argument)[^\r\n]{0,200}))$",
+       (": error: ",),
+       "vLLM's command line was rejected: {detail}.",
+       "Fix the flags in the profile (run `vllm serve --help` with the installed version) and "
+       "render the script again."),
     # ---- notable, never fatal ----------------------------------------------------------------
     _s("step_exited",
        r"srun: error: (?P<detail>\S+: tasks? [\d,-]+: Exited with exit code [1-9]\d*)",

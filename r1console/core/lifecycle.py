@@ -37,6 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
+from r1console.core import fatal as _fatal
 from r1console.core import logparse as lp
 
 
@@ -194,6 +195,7 @@ class _Stop:
 class _Fatal:
     event: lp.FatalError
     seq: int
+    rank: int = 0  # the milestone rank reached when it was logged
 
 
 @dataclass
@@ -251,6 +253,12 @@ class JobLifecycle:
         self._server_url: str | None = None
         self._info: dict[str, object] = {}
         self._kv_blocks: tuple[int, float, int] | None = None
+        # per stream: (seq, rank) each time that stream shows a further stage (streams are fed
+        # one after another, so only one stream's order is the order things happened)
+        self._rank_seq: dict[str, list[tuple[int, int]]] = {}
+        self._stream = ""
+        self._placement_wait: tuple[int, lp.RayPlacementWait] | None = None
+        self._draft = False  # a draft (speculative decoding) model is loading: its bar is not the main one
 
     # ---- inputs --------------------------------------------------------------------------------
     def on_log_seen(self) -> None:
@@ -265,13 +273,15 @@ class JobLifecycle:
         self._slurm_reason = reason or None
 
     def on_event(self, event: lp.Event, now: float | None = None) -> None:
+        self._stream = event.stream
         self._seq += 1
         seq = self._seq
         info = self._info
         if isinstance(event, lp.ShardProgress):
             self._on_progress(event, now)
         elif isinstance(event, lp.FatalError):
-            self._fatal_list.append(_Fatal(event, seq))
+            marks = self._rank_seq.get(event.stream)
+            self._fatal_list.append(_Fatal(event, seq, marks[-1][1] if marks else 0))
             if event.kind in _SLURM_STOPS:  # SLURM ended the job: what follows is teardown
                 self._stops.append(_Stop(event.stream, seq, event.ts, cancel=False))
         elif isinstance(event, lp.Notice):
@@ -307,6 +317,7 @@ class JobLifecycle:
             gpus = f", {event.gpus} GPUs" if event.gpus is not None else ""
             self._reach(Stage.STARTING, f"Ray ready ({event.nodes} nodes{gpus}); starting vLLM")
         elif isinstance(event, lp.RayPlacementWait):
+            self._placement_wait = (seq, event)
             self._reach(Stage.STARTING, f"waiting {event.seconds}s for Ray to place the GPU workers "
                                         "(check `ray status`)")
         elif isinstance(event, lp.ScriptMarker):
@@ -381,7 +392,11 @@ class JobLifecycle:
 
     # ---- internals -----------------------------------------------------------------------------
     def _reach(self, stage: Stage, detail: str) -> None:
-        if _MILESTONE_RANK[stage] >= _MILESTONE_RANK[self._milestone]:
+        rank = _MILESTONE_RANK[stage]
+        marks = self._rank_seq.setdefault(self._stream, [])
+        if not marks or rank > marks[-1][1]:
+            marks.append((self._seq, rank))
+        if rank >= _MILESTONE_RANK[self._milestone]:
             self._milestone = stage
         if detail:
             self._detail_by_stage[stage] = detail
@@ -414,6 +429,9 @@ class JobLifecycle:
             self._reach(Stage.STARTING, "vLLM engine starting")
         elif name == "load_start":
             self._reach(Stage.LOADING, "loading the model")
+        elif name == "draft_load":
+            self._draft = True
+            self._reach(Stage.INITIALISING, "loading the draft model (speculative decoding)")
         elif name == "graphs":
             self._reach(Stage.INITIALISING, "capturing CUDA graphs" + (f" ({ev.detail})" if ev.detail else ""))
         else:
@@ -444,6 +462,11 @@ class JobLifecycle:
     def _on_progress(self, ev: lp.ShardProgress, now: float | None) -> None:
         p = self._progress
         restart = ev.total != p.total or (ev.n < p.n and p.n >= p.total)
+        if restart and p.total and p.n >= p.total and (self._draft or ev.total <= p.total):
+            # the main model is loaded; a later, smaller bar is a draft model's (or a second
+            # copy): the main model's n/N stays what the user sees
+            self._reach(Stage.INITIALISING, f"loading the draft model ({ev.n}/{ev.total} shards)")
+            return
         if restart:
             if p.total and self._milestone is Stage.INITIALISING and ev.n < ev.total:
                 self._milestone = Stage.LOADING  # a second load (e.g. a draft model) started
@@ -500,10 +523,50 @@ class JobLifecycle:
                 return True
         return False
 
+    def _recovered(self) -> set[int]:
+        """Seqs of fatals the job went past: later in the same stream vLLM reached a further stage
+        (loading or beyond) and no fatal after it stayed unrecovered (a dead process makes no
+        progress; vLLM logs some retried lookups at ERROR level)."""
+        recovered: set[int] = set()
+        later_unrecovered = False
+        loading = _MILESTONE_RANK[Stage.LOADING]
+        for f in reversed(self._fatal_list):
+            if self._suppressed(f):
+                continue
+            marks = self._rank_seq.get(f.event.stream, ())
+            if not later_unrecovered and any(s > f.seq and r > f.rank and r >= loading for s, r in marks):
+                recovered.add(f.seq)
+            else:
+                later_unrecovered = True
+        return recovered
+
+    def _placement_failure(self) -> ErrorInfo | None:
+        """vLLM waited for Ray's placement group (the GPUs) and the job stopped before any
+        further progress: the GPUs were never granted."""
+        if self._placement_wait is None or _MILESTONE_RANK[self._milestone] > _MILESTONE_RANK[Stage.STARTING]:
+            return None
+        seq, ev = self._placement_wait
+        stopped = any(st.seq > seq for st in self._stops) or self._slurm_state in _SLURM_ENDED \
+            or self._slurm_state in _SLURM_FAILED or self._slurm_state == "CANCELLED"
+        if not stopped:
+            return None
+        sig = _fatal.BY_KIND["ray_placement_timeout"]
+        return ErrorInfo(kind=sig.kind, line=ev.text, stream=ev.stream, lineno=ev.lineno, offset=ev.offset,
+                         explanation=f"Ray never gathered the GPUs vLLM asked for: vLLM waited {ev.seconds}s "
+                                     "for its placement group, then the job was stopped.",
+                         what_to_try=sig.what_to_try)
+
     def _errors(self) -> tuple[list[ErrorInfo], list[ErrorInfo]]:
         errors: dict[str, ErrorInfo] = {}
         suppressed: dict[str, ErrorInfo] = {}
+        recovered = self._recovered()
+        placement = self._placement_failure()
+        if placement is not None:
+            errors[placement.kind] = placement
         for f in self._fatal_list:
+            if f.seq in recovered:
+                self._notices.setdefault(f.event.kind, _recovered_info(f.event))
+                continue
             target = suppressed if self._suppressed(f) else errors
             kind = f.event.kind
             if kind in target:
@@ -564,6 +627,12 @@ def _error_info(ev) -> ErrorInfo:
     return ErrorInfo(kind=ev.kind, line=ev.text, explanation=ev.explanation, what_to_try=ev.what_to_try,
                      stream=ev.stream, lineno=ev.lineno, offset=ev.offset, count=ev.repeat,
                      root_cause=getattr(ev, "root_cause", True), context=getattr(ev, "context", None))
+
+
+def _recovered_info(ev) -> ErrorInfo:
+    return ErrorInfo(kind=ev.kind, line=ev.text, stream=ev.stream, lineno=ev.lineno, offset=ev.offset,
+                     explanation=f"Logged as an error, but the job went on past it: {ev.explanation}",
+                     what_to_try="Nothing, unless a later step fails.", count=ev.repeat, root_cause=False)
 
 
 def _replace_count(info: ErrorInfo, count: int) -> ErrorInfo:

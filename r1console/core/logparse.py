@@ -327,7 +327,13 @@ _SHUTDOWN_SIGNAL = re.compile(r"\[shutdown\].*?signal=(?P<sig>SIG[A-Z]+)")
 _CANCEL = re.compile(
     r"\*\*\* (?P<what>JOB|STEP) (?P<id>\S+) ON (?P<host>\S+) CANCELLED AT (?P<when>\S+)"
     r"(?P<due> DUE [Tt][Oo] .*?)? \*\*\*")
-_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception): \S")
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception)(?:\([\w.]+\))?: \S")
+_EXC_NAME = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?P<name>[A-Za-z_]\w*)")
+_DRAFT_LOAD = re.compile(r"Loading draft(?:er)? model")
+# Python's own (not logged) traceback ends with the exception that killed the process or thread.
+_UNCAUGHT_EXPLANATION = "A vLLM process died of an unhandled {name}: {detail}"
+_UNCAUGHT_WHAT = ("Read the traceback above this line in the log (the frames show what was being set "
+                  "up); fix that and resubmit.")
 _CONTEXT_WINDOW = 256 * 1024  # bytes: an exception line this close before a generic failure
 
 # Every literal some matcher needs; a segment containing none of them yields no event.
@@ -338,7 +344,8 @@ _NEEDLES: tuple[str, ...] = (
     "Model loading took", "Available KV cache memory", "KV cache size:", "Maximum concurrency for",
     " blocks: ", "Graph capturing finished", "init engine (", "Starting vLLM",
     "Application startup complete", "placement group of specs", "[shutdown]", "Shutting down",
-    "CANCELLED AT", "Error: ", "Exception: ",
+    "CANCELLED AT", "Error: ", "Exception: ", "Traceback (most recent call last)",
+    "SIGTERM received at time", "Loading draft",
 ) + _fatal.ALL_NEEDLES
 _TRIGGER_B = re.compile(b"|".join(re.escape(n.encode()) for n in sorted(set(_NEEDLES))))
 
@@ -359,6 +366,7 @@ class LogParser:
         self._lineno: int | None = 1  # physical line of the current segment
         self._discard = False  # after skip_to(): drop bytes through the next "\n"
         self._last_exc: tuple[int, str] | None = None  # (offset, line) of the last exception
+        self._tb_open: set[str] = set()  # origins inside a raw (not logged) Python traceback
         self.bytes_fed = 0
         self.skipped_bytes = 0
 
@@ -563,6 +571,7 @@ class LogParser:
                 ts = timestamp_key(int(m.group("mo")), int(m.group("d")), int(m.group("h")),
                                    int(m.group("mi")), int(m.group("s")))
                 msg = text[m.end():]
+        indented = msg[:1] in (" ", "\t")
         msg = msg.strip()
         if not msg:
             return
@@ -573,9 +582,10 @@ class LogParser:
 
         base = dict(stream=self.stream, lineno=lineno, offset=offset, text=msg[:TEXT_MAX], ts=ts,
                     origin=origin, repeat=repeat)
-        self._match(msg, level, base, offset, out)
+        self._match(msg, level, base, offset, out, indented)
 
-    def _match(self, msg: str, level: str | None, base: dict, offset: int, out: list[Event]) -> None:
+    def _match(self, msg: str, level: str | None, base: dict, offset: int, out: list[Event],
+               indented: bool = False) -> None:
         # ---- progress bars (several may be glued together) --------------------------------------
         if "shards" in msg or "Loading safetensors using" in msg:
             out.extend(self._bars(msg, base["lineno"], offset, base["origin"], base["repeat"], base["ts"]))
@@ -619,6 +629,10 @@ class LogParser:
             if m:
                 out.append(VllmVersion(**base, version=m.group("v")))
                 out.append(Milestone(**base, name="engine_init"))
+        if "Loading draft" in msg and _DRAFT_LOAD.search(msg):
+            out.append(Milestone(**base, name="draft_load"))
+        if "SIGTERM received at time" in msg:  # Ray's / glog's signal handler
+            out.append(Shutdown(**base, reason="SIGTERM"))
         if "Connected to Ray cluster" in msg:
             out.append(Milestone(**base, name="ray_connected"))
         if "placement group of specs" in msg:
@@ -685,6 +699,15 @@ class LogParser:
         # ---- fatal signatures (never for INFO/DEBUG/WARNING lines) ----------------------------
         if level in _GATED_LEVELS or msg.startswith("raise "):  # raise: traceback source code
             return
+        origin = base["origin"]
+        uncaught = False
+        if level is None and not indented:
+            if msg.startswith("Traceback (most recent call last)"):
+                self._tb_open.add(origin)
+                return
+            if origin in self._tb_open and _EXCEPTION.match(msg):
+                self._tb_open.discard(origin)
+                uncaught = True
         fm = _fatal.match(msg)
         if fm is not None:
             sig = fm.signature
@@ -702,6 +725,13 @@ class LogParser:
                                   what_to_try=sig.what_to_try, root_cause=sig.root_cause,
                                   consequence=sig.consequence, detail=fm.detail, context=context))
             return
+        if uncaught:
+            name_m = _EXC_NAME.match(msg)
+            name = name_m.group("name") if name_m else "exception"
+            detail = msg.partition(": ")[2].strip()[:200]
+            out.append(FatalError(**base, kind="uncaught_exception",
+                                  explanation=_UNCAUGHT_EXPLANATION.format(name=name, detail=detail),
+                                  what_to_try=_UNCAUGHT_WHAT, consequence=True, detail=name))
         if ("Error: " in msg or "Exception: " in msg) and _EXCEPTION.match(msg):
             # keep the first exception of a burst: later ones usually re-raise it
             if self._last_exc is None or offset - self._last_exc[0] > _CONTEXT_WINDOW:
