@@ -99,13 +99,16 @@ def job_dict(info: JobInfo, dep: Deployment | None = None) -> dict:
     return data
 
 
-def job_table(jobs: list[JobInfo], deps: dict[str, Deployment]) -> str:
-    rows = [("JOBID", "STATE", "TIME", "LIMIT", "NODES", "NODELIST/REASON", "NAME", "PROFILE")]
+def job_table(jobs: list[JobInfo], deps: dict[str, Deployment], stages: dict[str, str] | None = None) -> str:
+    """``stages`` (job id -> short lifecycle stage) adds a STAGE column for deployments."""
+    rows = [("JOBID", "STATE", "TIME", "LIMIT", "NODES", "NODELIST/REASON", "NAME", "PROFILE")
+            + (("STAGE",) if stages else ())]
     for job in jobs:
         where = job.nodes if job.nodes and not job.is_pending else (f"({job.reason})" if job.reason else "")
         dep = deps.get(job.job_id)
         rows.append((job.job_id, job.state, format_duration(job.time_used), format_duration(job.time_limit),
-                     str(job.node_count or ""), where, job.name, dep.profile if dep else ""))
+                     str(job.node_count or ""), where, job.name, dep.profile if dep else "")
+                    + ((stages.get(job.job_id, ""),) if stages else ()))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import argparse
 
-from r1console.adapters import deployments
+from r1console.adapters import deployment_status, deployments
 from r1console.adapters.slurm_client import SlurmClient, remember_batch_host
 from r1console.commands._jobs import add_cluster_flags, clean_errors, emit, job_dict, job_table, resolve_cluster, \
     slurm_session
+from r1console.core import deployment_stage
+from r1console.core.errors import EXIT_DEPLOYMENT_FAILED, EXIT_OK
 from r1console.core.slurm_parse import format_duration
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="show your SLURM jobs, or one job in detail",
                        description="Without JOBID: your jobs that SLURM still holds (pending, running, recently "
-                       "ended). With JOBID: its details (scontrol), falling back to accounting once it left the queue.")
+                       "ended). With JOBID: its details (scontrol), falling back to accounting once it left the queue. "
+                       "For jobs r1console submitted it also reads the head and tail of both logs (one command "
+                       "per job) and shows the deployment's stage (queued, starting, loading x/N with ETA, "
+                       "initialising, ready, failed with the reason, ended), the server URL once ready and the "
+                       f"time left. Exit code {EXIT_DEPLOYMENT_FAILED} when a listed deployment has failed.")
     p.add_argument("job_id", nargs="?", metavar="JOBID")
     p.add_argument("--all-users", action="store_true", help="every user's jobs, not only yours")
+    p.add_argument("--probe", action="store_true",
+                   help="also ask each running deployment's server for /health (through the SSH forward)")
     add_cluster_flags(p)
     p.set_defaults(func=run)
 
@@ -29,11 +37,14 @@ async def run(args: argparse.Namespace) -> int:
             jobs = await client.queue(all_users=args.all_users)
             records, _ = deployments.load_all(cluster=client.cluster_name)
             deps = {d.job_id: d for d in records}
-            emit(args, [job_dict(j, deps.get(j.job_id)) for j in jobs],
-                 lambda: job_table(jobs, deps) if jobs else "no jobs")
-            return 0
+            stages = await deployment_status.summaries(client, jobs, deps, probe=args.probe)
+            emit(args, [{**job_dict(j, deps.get(j.job_id)), **stages.get(j.job_id, {})} for j in jobs],
+                 lambda: job_table(jobs, deps, {k: deployment_stage.stage_text(v) for k, v in stages.items()})
+                 if jobs else "no jobs")
+            return EXIT_DEPLOYMENT_FAILED if deployment_status.any_failed(stages) else EXIT_OK
         info = await client.job(args.job_id)
         dep = remember_batch_host(dep, info) or dep
+        stage = await deployment_status.deployment_summary(client, info, dep, probe=args.probe) if dep else {}
 
     def text() -> str:
         lines = [f"job {info.job_id}  {info.name}  {info.state}" + (f" ({info.reason})" if info.reason else "")]
@@ -45,11 +56,16 @@ async def run(args: argparse.Namespace) -> int:
                 ("stdout", SlurmClient.log_path(info, "out", dep) or info.stdout),
                 ("stderr", SlurmClient.log_path(info, "err", dep) or info.stderr),
                 ("source", info.source)]
+        if stage:
+            rows[:0] = [("stage", stage["stage"] + (f" - {stage['stage_detail']}" if stage.get("stage_detail") else "")),
+                        ("reason", stage.get("reason") or ""), ("server", stage.get("server_url") or ""),
+                        ("time left", format_duration(stage["time_left_s"]) if stage.get("time_left_s") is not None
+                         else ""), ("note", stage.get("stage_note", ""))]
         if dep is not None:
             rows += [("profile", dep.profile), ("deployment", dep.deployment_id), ("port", str(dep.port)),
                      ("api key", dep.key_path or "none")]
         lines += [f"  {k + ':':<12}{v}" for k, v in rows if v]
         return "\n".join(lines)
 
-    emit(args, job_dict(info, dep), text)
-    return 0
+    emit(args, {**job_dict(info, dep), **stage}, text)
+    return EXIT_DEPLOYMENT_FAILED if stage.get("stage") == "failed" else EXIT_OK
