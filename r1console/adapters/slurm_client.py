@@ -19,11 +19,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from r1console.core.textnum import is_ascii_int
 from r1console.adapters import deployments
 from r1console.adapters.deployments import Deployment
 from r1console.adapters.transport import DEFAULT_TIMEOUT, FileFollower, RunResult, Transport
 from r1console.core.errors import R1Error, RemoteError
 from r1console.core.nvidia_smi import NodeGpus, NvidiaSmiParseError, nvidia_smi_argv, parse_labelled
+from r1console.core import slurm_json
 from r1console.core.profiles import LoadedProfile, load_profile
 from r1console.core.render import LOG_ERR, LOG_OUT, RenderPlan, key_file_for, render_script
 from r1console.core.slurm_parse import (
@@ -99,6 +101,7 @@ class SlurmClient:
         self.timeout = timeout
         self._json_ok: bool | None = None
         self._sacct_mode: str | None = None  # "sacct" (slurmdbd) or "jobcomp" (sacct -c)
+        self._sacct_json: bool | None = None  # sacct --json is trustworthy here (Slurm >= 23.02)
 
     @property
     def cluster_name(self) -> str:
@@ -221,7 +224,7 @@ class SlurmClient:
     async def job_state(self, job_id: str) -> JobInfo:
         """One job, cheaply: ONE ``squeue`` command while slurmctld holds it, sacct afterwards."""
         job_id = str(job_id).strip()
-        if not job_id.replace("_", "").isdigit():
+        if not is_ascii_int(job_id.replace("_", "")):
             raise JobNotFound(f"{job_id!r} is not a SLURM job id")
         argv = ["squeue", "-h", "-t", "all", "-j", job_id, "-o", SQUEUE_FORMAT]
         result = await self._run(argv)
@@ -242,7 +245,7 @@ class SlurmClient:
         """Full details: ``scontrol show job -o`` (BatchHost, NodeList, WorkDir, StdOut/StdErr),
         falling back to the accounting history for jobs slurmctld has forgotten."""
         job_id = str(job_id).strip()
-        if not job_id.replace("_", "").isdigit():
+        if not is_ascii_int(job_id.replace("_", "")):
             raise JobNotFound(f"{job_id!r} is not a SLURM job id")
         result = await self._run(["scontrol", "show", "job", "-o", job_id])
         if result.ok:
@@ -277,6 +280,18 @@ class SlurmClient:
                 select += ["-u", (await self.transport.identity())[1]]
             else:
                 select += ["-a"]
+        if self._sacct_mode != "jobcomp" and await self._use_sacct_json():
+            result = await self._run(["sacct", "-X", "--json", *select])
+            if result.ok:
+                try:
+                    jobs = slurm_json.parse_jobs_json(result.stdout, what="sacct --json")
+                except SlurmParseError:
+                    self._sacct_json = False  # an odd build: the -P text below always works
+                else:
+                    self._sacct_mode = "sacct"
+                    return self._sorted(jobs, ids)
+            else:
+                self._sacct_json = False
         if self._sacct_mode != "jobcomp":
             argv = ["sacct", "-X", *sacct_select_args(SACCT_FIELDS), *select]
             result = await self._run(argv)
@@ -291,6 +306,15 @@ class SlurmClient:
         result.check("sacct -c", hint="this cluster has neither slurmdbd accounting nor a jobcomp log; "
                      "ended jobs disappear from SLURM after MinJobAge")
         return self._sorted(parse_sacct(result.stdout, source="sacct-c"), ids)
+
+    async def _use_sacct_json(self) -> bool:
+        """``sacct --json`` from Slurm 23.02 on (older releases' JSON misreports exit codes);
+        asked once per client with ``sacct --version``."""
+        if self._sacct_json is None:
+            result = await self._run(["sacct", "--version"])
+            release = slurm_json.parse_version_output(result.stdout) if result.ok else None
+            self._sacct_json = slurm_json.json_trustworthy(release)
+        return self._sacct_json
 
     @staticmethod
     def _sorted(jobs: list[JobInfo], ids: list[str]) -> list[JobInfo]:
@@ -386,7 +410,7 @@ class SlurmClient:
         if not result.ok:
             return None
         text = result.stdout.strip()
-        return int(text) if text.isdigit() else None
+        return int(text) if is_ascii_int(text) else None
 
     async def read_from(self, path: str, offset: int = 0, *, max_bytes: int = 64 * 1024 * 1024) -> bytes:
         """The file from byte ``offset`` to its current end (one command)."""

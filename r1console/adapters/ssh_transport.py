@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import asyncssh
 from asyncssh.config import SSHClientConfig
 
+from r1console.core.textnum import is_ascii_int
 from r1console.adapters.transport import (
     DEFAULT_TIMEOUT,
     FOLLOW_CHUNK,
@@ -236,7 +237,7 @@ class SSHTransport(Transport):
         port: int | None = None
         if host.count(":") == 1:
             host, _, port_text = host.partition(":")
-            port = int(port_text) if port_text.isdigit() else None
+            port = int(port_text) if is_ascii_int(port_text) else None
         return (user or None), host, port
 
     async def _open_chain(self, alias: str, *, user: str | None, port: int | None, identity: str | None,

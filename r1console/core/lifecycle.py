@@ -37,6 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
+from r1console.core.textnum import is_ascii_int
 from r1console.core import fatal as _fatal
 from r1console.core import logparse as lp
 
@@ -407,7 +408,7 @@ class JobLifecycle:
             info.setdefault("head_ip", ev.get("head_ip"))
         elif ev.name == "port":
             port = ev.get("port") or ""
-            if port.isdigit():
+            if is_ascii_int(port):
                 info["port"] = int(port)
         elif ev.name == "rendered_by":
             info["rendered_by"] = ev.get("rendered_by")

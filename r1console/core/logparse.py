@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from r1console.core.textnum import is_ascii_int
 from r1console.core import fatal as _fatal
 
 MAX_SEGMENT = 64 * 1024
@@ -780,10 +781,10 @@ class LogParser:
                                       gpus_total=int(gpus.group(2)) if gpus else None))
                 return
         elif name == "ray_ready":
-            if values.get("nodes", "").isdigit():
+            if is_ascii_int(values.get("nodes", "")):
                 gpus = values.get("gpus", "")
                 out.append(RayReady(**base, nodes=int(values["nodes"]),
-                                    gpus=int(gpus) if gpus.isdigit() else None))
+                                    gpus=int(gpus) if is_ascii_int(gpus) else None))
                 return
         elif name == "vllm_starting":
             out.append(Milestone(**base, name="vllm_starting"))

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from itertools import product
 
+from r1console.core.textnum import is_ascii_int
 from r1console.core.errors import R1Error
 
 # ---- states ------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ class JobInfo:
                 i += 1
                 continue
             j = i + 1
-            while j < len(pattern) and pattern[j].isdigit():  # %5j: zero-padded width
+            while j < len(pattern) and is_ascii_int(pattern[j]):  # %5j: zero-padded width
                 j += 1
             width = int(pattern[i + 1:j]) if j > i + 1 else 0
             code = pattern[j] if j < len(pattern) else ""
@@ -195,7 +196,7 @@ def parse_duration(text: str | None) -> int | None:
     text = text.strip()
     if not text or text.upper() in ("UNLIMITED", "INVALID", "N/A", "NONE", "PARTITION_LIMIT", "INFINITE"):
         return None
-    if text.isdigit():
+    if is_ascii_int(text):
         return int(text) * 60  # a bare number is minutes (sbatch --time=5, squeue %l on some versions)
     m = re.match(r"^(\d+)-(\d+)$", text)  # days-hours
     if m:
@@ -269,7 +270,7 @@ def _expand_range(body: str) -> list[str]:
             continue
         if "-" in item:
             lo, hi = item.split("-", 1)
-            if not (lo.isdigit() and hi.isdigit()):
+            if not (is_ascii_int(lo) and is_ascii_int(hi)):
                 raise SlurmParseError(f"hostlist range [{body}] is not numeric")
             width = len(lo) if lo.startswith("0") else 0
             start, stop = int(lo), int(hi)
@@ -326,7 +327,7 @@ def _num(value) -> int | None:
             return None
         number = value.get("number")
         return int(number) if isinstance(number, (int, float)) and not isinstance(number, bool) else None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and is_ascii_int(value.strip()):
         return int(value)
     return None
 
@@ -551,7 +552,7 @@ def tres_gpus(tres: str | None) -> int | None:
     total, typed = None, 0
     for item in tres.split(","):
         key, _, value = item.strip().partition("=")
-        if not value.isdigit():
+        if not is_ascii_int(value):
             continue
         if key == "gres/gpu":
             total = int(value)
@@ -582,7 +583,7 @@ def job_from_scontrol(rec: dict[str, str]) -> JobInfo:
     user = user.split("(")[0] if user else ""
     array_job, array_task = rec.get("ArrayJobId"), rec.get("ArrayTaskId")
     job_id = rec.get("JobId", "").strip()
-    if array_job and array_task and array_task.isdigit():
+    if array_job and array_task and is_ascii_int(array_task):
         job_id = f"{array_job}_{array_task}"
     return JobInfo(
         job_id=job_id,

@@ -26,6 +26,8 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 
+from r1console.core.textnum import is_ascii_int
+
 DONE = "[DONE]"
 
 
@@ -140,7 +142,7 @@ class SSEParser:
             if "\0" not in value:
                 self.last_event_id = value
         elif field == "retry":
-            if value.isdigit():
+            if is_ascii_int(value):
                 self.retry = int(value)
         return None
 

@@ -8,26 +8,16 @@ main model's shards, the KV cache tokens, the vLLM version and the failure (kind
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-import pytest
+from _real_world import needs_real_world, real_file
 
 from r1console.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
-# ../shared/real-world beside the checkout (/work/main -> /work/shared; a worktree under /work/wt/
-# one level further up); R1C_REAL_WORLD overrides.
-_CANDIDATES = [Path(os.environ["R1C_REAL_WORLD"])] if os.environ.get("R1C_REAL_WORLD") else [
-    REPO.parent / "shared" / "real-world", REPO.parent.parent / "shared" / "real-world"]
-REAL = next((p.resolve() for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
-
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"real-world corpus absent: {REAL} does not exist")
+pytestmark = needs_real_world
 
 
 def status(capsys, name: str) -> dict:
-    path = REAL / name
-    assert path.is_file(), f"missing real-world log {path}"
+    path = real_file(name)
     assert main(["log-status", str(path), "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
