@@ -21,6 +21,7 @@ SLURM leaves ``%N`` unexpanded in StdOut/StdErr (scontrol up to 24.11, squeue --
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -282,6 +283,9 @@ def _expand_range(body: str) -> list[str]:
     return out
 
 
+MAX_HOSTS = 65536  # more than any real job's node list; n[1-100000][1-100000] would be 10**10
+
+
 def expand_hostlist(expr: str) -> list[str]:
     """SLURM hostlist -> hostnames, in SLURM's order: ``node[1-2,05],gpu-a[1-2]b`` etc."""
     expr = (expr or "").strip()
@@ -296,6 +300,11 @@ def expand_hostlist(expr: str) -> list[str]:
             pieces.append(_expand_range(m.group(1)))
             pos = m.end()
         pieces.append([part[pos:]])
+        count = 1
+        for piece in pieces:
+            count *= len(piece)
+        if len(hosts) + count > MAX_HOSTS:
+            raise SlurmParseError(f"hostlist {_clip(expr, 80)} names more than {MAX_HOSTS} hosts")
         hosts.extend("".join(combo) for combo in product(*pieces))
     return hosts
 
@@ -320,13 +329,17 @@ def _num(value) -> int | None:
     """A JSON number in either shape: 5, null, or {"set": true, "infinite": false, "number": 5}."""
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
     if isinstance(value, dict):
         if value.get("infinite") or not value.get("set", True):
             return None
         number = value.get("number")
-        return int(number) if isinstance(number, (int, float)) and not isinstance(number, bool) else None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            return None
+        return _num(number)
     if isinstance(value, str) and is_ascii_int(value.strip()):
         return int(value)
     return None
@@ -336,7 +349,10 @@ def _epoch_iso(value) -> str | None:
     number = _num(value)
     if not number:  # 0 means "not set" in every Slurm version
         return None
-    return datetime.fromtimestamp(number, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(number, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):  # beyond the year 9999 (or before 1): not a real time
+        return None
 
 
 def _state_from_json(value) -> tuple[str, tuple[str, ...]]:
@@ -413,24 +429,37 @@ def parse_squeue_json(text: str, *, now: float | None = None) -> list[JobInfo]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise SlurmParseError(f"squeue --json did not print JSON ({err.msg} at char {err.pos}): {_clip(text)}") from None
+    except RecursionError:
+        raise SlurmParseError("squeue --json printed JSON nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
         raise SlurmParseError(f"squeue --json printed JSON without a 'jobs' list: {_clip(text)}")
-    errors = [e for e in data.get("errors") or [] if e]
+    raw_errors = data.get("errors")
+    errors = [e for e in raw_errors if e] if isinstance(raw_errors, list) else []
     if errors and not data["jobs"]:
         details = "; ".join(str(e.get("description") or e.get("error") or e) if isinstance(e, dict) else str(e)
                             for e in errors)
-        raise SlurmParseError(f"squeue --json reported errors: {details}")
-    return [job_from_json(job, now=now) for job in data["jobs"] if isinstance(job, dict)]
+        raise SlurmParseError(f"squeue --json reported errors: {_clip(details)}")
+    jobs = []
+    for index, job in enumerate(data["jobs"]):
+        if not isinstance(job, dict):
+            continue
+        try:
+            jobs.append(job_from_json(job, now=now))
+        except (TypeError, ValueError, AttributeError, OverflowError) as err:
+            raise SlurmParseError(f"squeue --json: jobs[{index}] is malformed "
+                                  f"({type(err).__name__}: {_clip(str(err), 120)})") from None
+    return jobs
 
 
 def squeue_json_version(text: str) -> str | None:
     """The Slurm release that printed a ``squeue --json`` document (``meta.Slurm.release``), if any."""
     try:
         meta = json.loads(text).get("meta") or {}
-    except (json.JSONDecodeError, AttributeError):
+        slurm = meta.get("Slurm") or meta.get("slurm") or {}
+    except (json.JSONDecodeError, RecursionError, AttributeError):
         return None
-    slurm = meta.get("Slurm") or meta.get("slurm") or {}
-    return slurm.get("release") if isinstance(slurm, dict) else None
+    release = slurm.get("release") if isinstance(slurm, dict) else None
+    return release if isinstance(release, str) else None
 
 
 # ---- squeue -o -----------------------------------------------------------------------------------
