@@ -19,13 +19,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from r1console.core.textnum import is_ascii_int
 from r1console.adapters import deployments
 from r1console.adapters.deployments import Deployment
 from r1console.adapters.transport import DEFAULT_TIMEOUT, FileFollower, RunResult, Transport
+from r1console.core import slurm_json
 from r1console.core.errors import R1Error, RemoteError
 from r1console.core.nvidia_smi import NodeGpus, NvidiaSmiParseError, nvidia_smi_argv, parse_labelled
-from r1console.core import slurm_json
 from r1console.core.profiles import LoadedProfile, load_profile
 from r1console.core.render import LOG_ERR, LOG_OUT, RenderPlan, key_file_for, render_script
 from r1console.core.slurm_parse import (
@@ -45,6 +44,7 @@ from r1console.core.slurm_parse import (
     parse_squeue_json,
     sacct_select_args,
 )
+from r1console.core.textnum import is_ascii_int
 from r1console.core.userconfig import ClusterSpec
 
 SLURM_COMMANDS = frozenset({"sbatch", "squeue", "scontrol", "sacct", "scancel", "srun", "sinfo", "sacctmgr"})

@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import asyncssh
 from asyncssh.config import SSHClientConfig
 
-from r1console.core.textnum import is_ascii_int
 from r1console.adapters.transport import (
     DEFAULT_TIMEOUT,
     FOLLOW_CHUNK,
@@ -44,6 +43,7 @@ from r1console.adapters.transport import (
     display_argv,
     timeout_hint,
 )
+from r1console.core.textnum import is_ascii_int
 from r1console.core.userconfig import ClusterSpec
 
 _KILL_AFTER_S = 5

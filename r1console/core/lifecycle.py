@@ -37,9 +37,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
-from r1console.core.textnum import is_ascii_int
 from r1console.core import fatal as _fatal
 from r1console.core import logparse as lp
+from r1console.core.slurm_states import (
+    SLURM_ENDED,
+    SLURM_FAILED,
+    SLURM_RUNNING,
+    SLURM_STOPS,
+    SLURM_WAITING,
+    stage_state,
+)
+from r1console.core.textnum import is_ascii_int
 
 
 class Stage(str, Enum):
@@ -62,44 +70,6 @@ class Stage(str, Enum):
 
 _MILESTONE_RANK = {Stage.QUEUED: 0, Stage.STARTING: 1, Stage.LOADING: 2, Stage.INITIALISING: 3,
                    Stage.READY: 4}
-
-# SLURM job states (long names; compact codes are mapped first).
-_COMPACT = {"PD": "PENDING", "R": "RUNNING", "CG": "COMPLETING", "CD": "COMPLETED",
-            "CA": "CANCELLED", "F": "FAILED", "TO": "TIMEOUT", "NF": "NODE_FAIL",
-            "OOM": "OUT_OF_MEMORY", "PR": "PREEMPTED", "BF": "BOOT_FAIL", "DL": "DEADLINE",
-            "CF": "CONFIGURING", "RQ": "REQUEUED", "RH": "REQUEUE_HOLD", "S": "SUSPENDED",
-            "ST": "STOPPED", "RS": "RESIZING", "SI": "SIGNALING", "SO": "STAGE_OUT",
-            "SE": "SPECIAL_EXIT", "RD": "RESV_DEL_HOLD", "RF": "REQUEUE_FED", "RV": "REVOKED"}
-_SLURM_WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-                  "RESV_DEL_HOLD", "SUSPENDED", "STOPPED", "RESIZING"}
-_SLURM_RUNNING = {"RUNNING", "SIGNALING", "STAGE_OUT"}
-_SLURM_ENDED = {"COMPLETING", "COMPLETED"}
-# state -> (error kind, explanation, what to try)
-_SLURM_FAILED = {
-    "FAILED": ("slurm_failed", "The job exited with a non-zero code.",
-               "Read the last lines of .err and .out (log-status lists the errors it knows)."),
-    "TIMEOUT": ("slurm_time_limit", "SLURM stopped the job at its --time limit.",
-                "Resubmit with a longer --time (the partition's MaxTime permitting)."),
-    "NODE_FAIL": ("slurm_node_failure", "A node of the allocation failed.",
-                  "Resubmit, excluding the failed node (--exclude), and tell the admins."),
-    "OUT_OF_MEMORY": ("oom_kill", "A job step ran out of host memory (SLURM OUT_OF_MEMORY).",
-                      "Request more --mem (or --mem=0 with --exclusive)."),
-    "PREEMPTED": ("slurm_preempted", "A higher-priority job preempted this one.",
-                  "Resubmit, ideally to a partition or QOS without preemption."),
-    "BOOT_FAIL": ("slurm_boot_fail", "A node failed to boot for the job.",
-                  "Resubmit; tell the admins if it repeats."),
-    "DEADLINE": ("slurm_deadline", "The job reached its --deadline.",
-                 "Resubmit with a later --deadline or none."),
-    "SPECIAL_EXIT": ("slurm_failed", "The job ended in SPECIAL_EXIT.",
-                     "Read the end of .err/.out; resubmit."),
-    "REVOKED": ("slurm_revoked", "The job was revoked (federation).", "Resubmit."),
-}
-
-
-# Fatal kinds that are SLURM stopping the job (the teardown errors after them are consequences).
-_SLURM_STOPS = frozenset({"slurm_time_limit", "slurm_preempted", "slurm_node_failure",
-                          "slurm_task_failure", "slurm_signal"})
-
 
 @dataclass(frozen=True)
 class ErrorInfo:
@@ -268,9 +238,7 @@ class JobLifecycle:
 
     def on_slurm_state(self, state: str, reason: str | None = None, now: float | None = None) -> None:
         """A SLURM job state (``RUNNING``, ``R``, ``CANCELLED by 1000``, …) and its reason."""
-        word = (state or "").strip().split()[0].upper() if (state or "").strip() else ""
-        word = word.rstrip("+")
-        self._slurm_state = _COMPACT.get(word, word) or None
+        self._slurm_state = stage_state(state)
         self._slurm_reason = reason or None
 
     def on_event(self, event: lp.Event, now: float | None = None) -> None:
@@ -283,7 +251,7 @@ class JobLifecycle:
         elif isinstance(event, lp.FatalError):
             marks = self._rank_seq.get(event.stream)
             self._fatal_list.append(_Fatal(event, seq, marks[-1][1] if marks else 0))
-            if event.kind in _SLURM_STOPS:  # SLURM ended the job: what follows is teardown
+            if event.kind in SLURM_STOPS:  # SLURM ended the job: what follows is teardown
                 self._stops.append(_Stop(event.stream, seq, event.ts, cancel=False))
         elif isinstance(event, lp.Notice):
             old = self._notices.get(event.kind)
@@ -547,8 +515,8 @@ class JobLifecycle:
         if self._placement_wait is None or _MILESTONE_RANK[self._milestone] > _MILESTONE_RANK[Stage.STARTING]:
             return None
         seq, ev = self._placement_wait
-        stopped = any(st.seq > seq for st in self._stops) or self._slurm_state in _SLURM_ENDED \
-            or self._slurm_state in _SLURM_FAILED or self._slurm_state == "CANCELLED"
+        stopped = any(st.seq > seq for st in self._stops) or self._slurm_state in SLURM_ENDED \
+            or self._slurm_state in SLURM_FAILED or self._slurm_state == "CANCELLED"
         if not stopped:
             return None
         sig = _fatal.BY_KIND["ray_placement_timeout"]
@@ -575,8 +543,8 @@ class JobLifecycle:
             else:
                 target[kind] = _error_info(f.event)
         state = self._slurm_state
-        if state in _SLURM_FAILED:
-            kind, explanation, what = _SLURM_FAILED[state]
+        if state in SLURM_FAILED:
+            kind, explanation, what = SLURM_FAILED[state]
             if kind not in errors and not (state == "FAILED" and errors):
                 reason = f" (reason: {self._slurm_reason})" if self._slurm_reason else ""
                 errors[kind] = ErrorInfo(kind=kind, line=f"SLURM job state {state}{reason}",
@@ -593,11 +561,11 @@ class JobLifecycle:
         if cancelled:
             return Stage.CANCELLED, "cancelled (scancel)" if state != "CANCELLED" or not self._slurm_reason \
                 else f"cancelled ({self._slurm_reason})"
-        if state in _SLURM_ENDED:
+        if state in SLURM_ENDED:
             return Stage.ENDED, "job completed" if state == "COMPLETED" else "job ending"
         if self._stops:
             return Stage.ENDED, "server shut down"
-        if state in _SLURM_WAITING:
+        if state in SLURM_WAITING:
             return Stage.QUEUED, state.lower() + (f" ({self._slurm_reason})" if self._slurm_reason else "")
         milestone = self._milestone
         if self.live:
@@ -618,7 +586,7 @@ class JobLifecycle:
         elif milestone is Stage.READY:
             return Stage.READY, f"server ready at {self._server_url}" if self._server_url else "server ready"
         if milestone is Stage.QUEUED:
-            if state in _SLURM_RUNNING or self._log_seen:
+            if state in SLURM_RUNNING or self._log_seen:
                 return Stage.STARTING, "job running; nothing logged yet"
             return Stage.QUEUED, "no job output yet"
         return milestone, self._detail_by_stage.get(milestone, "")

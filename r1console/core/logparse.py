@@ -33,8 +33,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from r1console.core.textnum import is_ascii_int
 from r1console.core import fatal as _fatal
+from r1console.core.textnum import is_ascii_int
 
 MAX_SEGMENT = 64 * 1024
 TEXT_MAX = 500  # characters of the cleaned line kept in Event.text

@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from r1console.core.textnum import is_ascii_int
 from r1console.core.errors import R1Error
+from r1console.core.textnum import is_ascii_int
 
 GPU_QUERY_FIELDS: tuple[str, ...] = (
     "index", "name", "uuid", "memory.used", "memory.total", "utilization.gpu",

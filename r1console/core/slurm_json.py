@@ -21,8 +21,19 @@ from __future__ import annotations
 import json
 import re
 
-from r1console.core.slurm_parse import (ACTIVE_STATES, FINISHED_STATES, PENDING_STATES, JobInfo, SlurmParseError,
-                                        _clip, _epoch_iso, _num, _state_from_json, _str, job_from_json)
+from r1console.core.slurm_parse import (
+    ACTIVE_STATES,
+    FINISHED_STATES,
+    PENDING_STATES,
+    JobInfo,
+    SlurmParseError,
+    _clip,
+    _epoch_iso,
+    _num,
+    _state_from_json,
+    _str,
+    job_from_json,
+)
 
 TRUSTED_FROM = (23, 2)
 _RELEASE = re.compile(r"^(\d+)\.(\d+)")

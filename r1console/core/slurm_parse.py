@@ -27,35 +27,14 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from itertools import product
 
-from r1console.core.textnum import is_ascii_int
 from r1console.core.errors import R1Error
+from r1console.core.slurm_states import ACTIVE_STATES, FINISHED_STATES, PENDING_STATES, normalize_state
+from r1console.core.slurm_states import BASE_STATES as _BASE_STATES
+from r1console.core.textnum import is_ascii_int
 
-# ---- states ------------------------------------------------------------------------------------
-
-PENDING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
-ACTIVE_STATES = frozenset({"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING",
-                           "STAGE_OUT", "RESIZING"})
-FINISHED_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
-                             "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})
-_COMPACT = {"BF": "BOOT_FAIL", "CA": "CANCELLED", "CD": "COMPLETED", "CF": "CONFIGURING", "CG": "COMPLETING",
-            "DL": "DEADLINE", "F": "FAILED", "NF": "NODE_FAIL", "OOM": "OUT_OF_MEMORY", "PD": "PENDING",
-            "PR": "PREEMPTED", "R": "RUNNING", "RD": "RESV_DEL_HOLD", "RF": "REQUEUE_FED", "RH": "REQUEUE_HOLD",
-            "RQ": "REQUEUED", "RS": "RESIZING", "RV": "REVOKED", "SI": "SIGNALING", "SE": "SPECIAL_EXIT",
-            "SO": "STAGE_OUT", "ST": "STOPPED", "S": "SUSPENDED", "TO": "TIMEOUT"}
-_BASE_STATES = PENDING_STATES | ACTIVE_STATES | FINISHED_STATES
+# ---- states (r1console/core/slurm_states.py) ------------------------------------------------------
 
 _EMPTY = {"", "(null)", "n/a", "N/A", "None", "none", "None assigned", "Unknown", "unknown"}
-
-
-def normalize_state(raw: str) -> tuple[str, str]:
-    """``'CANCELLED by 0'`` -> (``CANCELLED``, ``by 0``); ``'CA'`` -> (``CANCELLED``, ``''``)."""
-    text = (raw or "").strip()
-    if not text:
-        return "UNKNOWN", ""
-    head, _, rest = text.partition(" ")
-    head = head.rstrip("+").upper()  # sacct's default format truncates to "CANCELLED+"
-    head = _COMPACT.get(head, head)
-    return head, rest.strip()
 
 
 @dataclass(frozen=True)
