@@ -33,12 +33,12 @@ Rules:
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 
 from r1console.core import fatal as _fatal
 from r1console.core import logparse as lp
+from r1console.core.lifecycle_progress import ShardProgressTracker
+from r1console.core.lifecycle_state import ErrorInfo, LifecycleState, Stage, format_duration
 from r1console.core.slurm_states import (
     SLURM_ENDED,
     SLURM_FAILED,
@@ -49,110 +49,8 @@ from r1console.core.slurm_states import (
 )
 from r1console.core.textnum import is_ascii_int
 
-
-class Stage(str, Enum):
-    QUEUED = "queued"
-    STARTING = "starting"
-    LOADING = "loading"
-    INITIALISING = "initialising"
-    READY = "ready"
-    ENDED = "ended"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (Stage.ENDED, Stage.FAILED, Stage.CANCELLED)
-
-    def __str__(self) -> str:
-        return self.value
-
-
 _MILESTONE_RANK = {Stage.QUEUED: 0, Stage.STARTING: 1, Stage.LOADING: 2, Stage.INITIALISING: 3,
                    Stage.READY: 4}
-
-@dataclass(frozen=True)
-class ErrorInfo:
-    kind: str
-    line: str  # the cleaned log line (or a synthetic description for SLURM states)
-    explanation: str
-    what_to_try: str
-    stream: str = ""
-    lineno: int | None = None
-    offset: int | None = None
-    count: int = 1
-    root_cause: bool = True
-    context: str | None = None  # for generic kinds: the exception line just before
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "line": self.line, "explanation": self.explanation,
-                "what_to_try": self.what_to_try, "file": self.stream, "lineno": self.lineno,
-                "offset": self.offset, "count": self.count, "root_cause": self.root_cause,
-                "context": self.context}
-
-
-@dataclass(frozen=True)
-class LifecycleState:
-    stage: Stage
-    detail: str = ""
-    shards_loaded: int | None = None
-    shards_total: int | None = None
-    shard_rate: float | None = None  # shards per second, recent
-    eta_s: float | None = None  # loading only
-    server_url: str | None = None  # as logged (may be http://0.0.0.0:PORT)
-    reachable_url: str | None = None  # 0.0.0.0 / [::] replaced by the head node
-    vllm_version: str | None = None
-    kv_cache_tokens: int | None = None
-    max_concurrency: float | None = None
-    kv_cache_gib: float | None = None
-    model_load_gib: float | None = None
-    model_load_s: float | None = None
-    weights_load_s: float | None = None
-    init_engine_s: float | None = None
-    graphs_s: float | None = None
-    head_node: str | None = None
-    head_ip: str | None = None
-    port: int | None = None
-    profile: str | None = None
-    rendered_by: str | None = None
-    ray_nodes: int | None = None
-    ray_nodes_total: int | None = None
-    ray_gpus: int | None = None
-    ray_gpus_total: int | None = None
-    slurm_state: str | None = None
-    slurm_reason: str | None = None
-    log_ready: bool = False  # the server-ready line was seen
-    health_ok: bool | None = None
-    probe_ok: bool | None = None
-    errors: tuple[ErrorInfo, ...] = ()  # fatal; root causes first
-    notices: tuple[ErrorInfo, ...] = ()  # notable, not fatal
-    suppressed: tuple[ErrorInfo, ...] = ()  # teardown noise after a deliberate stop
-
-    @property
-    def primary_error(self) -> ErrorInfo | None:
-        return self.errors[0] if self.errors else None
-
-    def to_dict(self) -> dict:
-        return {
-            "stage": self.stage.value, "detail": self.detail,
-            "shards_loaded": self.shards_loaded, "shards_total": self.shards_total,
-            "shard_rate": self.shard_rate, "eta_s": self.eta_s,
-            "server_url": self.server_url, "reachable_url": self.reachable_url,
-            "vllm_version": self.vllm_version, "kv_cache_tokens": self.kv_cache_tokens,
-            "max_concurrency": self.max_concurrency, "kv_cache_gib": self.kv_cache_gib,
-            "model_load_gib": self.model_load_gib, "model_load_s": self.model_load_s,
-            "weights_load_s": self.weights_load_s, "init_engine_s": self.init_engine_s,
-            "graphs_s": self.graphs_s, "head_node": self.head_node, "head_ip": self.head_ip,
-            "port": self.port, "profile": self.profile, "rendered_by": self.rendered_by,
-            "ray_nodes": self.ray_nodes, "ray_nodes_total": self.ray_nodes_total,
-            "ray_gpus": self.ray_gpus, "ray_gpus_total": self.ray_gpus_total,
-            "slurm_state": self.slurm_state, "slurm_reason": self.slurm_reason,
-            "log_ready": self.log_ready, "health_ok": self.health_ok, "probe_ok": self.probe_ok,
-            "errors": [e.to_dict() for e in self.errors],
-            "notices": [e.to_dict() for e in self.notices],
-            "suppressed": [e.to_dict() for e in self.suppressed],
-        }
-
 
 @dataclass
 class _Stop:
@@ -167,30 +65,6 @@ class _Fatal:
     event: lp.FatalError
     seq: int
     rank: int = 0  # the milestone rank reached when it was logged
-
-
-@dataclass
-class _Progress:
-    total: int = 0
-    n: int = 0
-    desc: str = ""
-    samples: deque = field(default_factory=deque)  # (tqdm elapsed_s, n)
-    tqdm_rate: float | None = None
-    tqdm_remaining: float | None = None
-    seen_at: float | None = None  # caller's clock at the last accepted update
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
 
 
 def _block_size(gpu_blocks: int, concurrency: float, tokens_per_request: int) -> int | None:
@@ -216,7 +90,7 @@ class JobLifecycle:
         self._health: bool | None = None
         self._probe: bool | None = None
         self._was_ready = False
-        self._progress = _Progress()
+        self._progress = ShardProgressTracker(self.eta_window)
         self._fatal_list: list[_Fatal] = []  # every occurrence (suppression is decided late)
         self._notices: dict[str, ErrorInfo] = {}
         self._stops: list[_Stop] = []
@@ -242,76 +116,77 @@ class JobLifecycle:
         self._slurm_reason = reason or None
 
     def on_event(self, event: lp.Event, now: float | None = None) -> None:
+        """One parser event; dispatched by its type (``_HANDLERS``), unknown types are ignored."""
         self._stream = event.stream
         self._seq += 1
-        seq = self._seq
-        info = self._info
-        if isinstance(event, lp.ShardProgress):
-            self._on_progress(event, now)
-        elif isinstance(event, lp.FatalError):
-            marks = self._rank_seq.get(event.stream)
-            self._fatal_list.append(_Fatal(event, seq, marks[-1][1] if marks else 0))
-            if event.kind in SLURM_STOPS:  # SLURM ended the job: what follows is teardown
-                self._stops.append(_Stop(event.stream, seq, event.ts, cancel=False))
-        elif isinstance(event, lp.Notice):
-            old = self._notices.get(event.kind)
-            if old is None:
-                self._notices[event.kind] = _error_info(event)
-            else:
-                self._notices[event.kind] = _replace_count(old, old.count + event.repeat)
-        elif isinstance(event, lp.ServerReady):
-            self._log_ready = True
-            if event.url:
-                self._server_url = event.url
-            self._reach(Stage.READY, "")
-        elif isinstance(event, lp.Shutdown):
-            self._stops.append(_Stop(event.stream, seq, event.ts, cancel=False))
-        elif isinstance(event, lp.JobCancelled):
-            self._stops.append(_Stop(event.stream, seq, event.ts, cancel=True))
-        elif isinstance(event, lp.VllmVersion):
-            info.setdefault("vllm_version", event.version)
-            self._reach(Stage.STARTING, "vLLM starting")
-        elif isinstance(event, lp.HeadNode):
-            if event.source == "r1console" or "head_node" not in info:
-                info["head_node"] = event.host
-            self._reach(Stage.STARTING, f"job script running on {event.host}")
-        elif isinstance(event, lp.RayWaiting):
-            info.update(ray_nodes=event.nodes, ray_nodes_total=event.nodes_total,
-                        ray_gpus=event.gpus, ray_gpus_total=event.gpus_total)
-            gpus = f", {event.gpus}/{event.gpus_total} GPUs" if event.gpus_total else ""
-            self._reach(Stage.STARTING, f"waiting for Ray: {event.nodes}/{event.nodes_total} nodes{gpus}")
-        elif isinstance(event, lp.RayReady):
-            info.update(ray_nodes=event.nodes, ray_nodes_total=event.nodes, ray_gpus=event.gpus,
-                        ray_gpus_total=event.gpus)
-            gpus = f", {event.gpus} GPUs" if event.gpus is not None else ""
-            self._reach(Stage.STARTING, f"Ray ready ({event.nodes} nodes{gpus}); starting vLLM")
-        elif isinstance(event, lp.RayPlacementWait):
-            self._placement_wait = (seq, event)
-            self._reach(Stage.STARTING, f"waiting {event.seconds}s for Ray to place the GPU workers "
-                                        "(check `ray status`)")
-        elif isinstance(event, lp.ScriptMarker):
-            self._on_marker(event)
-        elif isinstance(event, lp.Milestone):
-            self._on_milestone(event)
-        elif isinstance(event, lp.WeightsLoaded):
-            info.setdefault("weights_load_s", event.seconds)
-            self._reach(Stage.INITIALISING, "weights loaded; profiling memory")
-        elif isinstance(event, lp.ModelLoaded):
-            info.setdefault("model_load_gib", event.gib)
-            info.setdefault("model_load_s", event.seconds)
-            self._reach(Stage.INITIALISING, f"model loaded ({event.gib:g} GiB per GPU); "
-                                            "profiling memory, sizing the KV cache")
-        elif isinstance(event, lp.KvCacheMemory):
-            info.setdefault("kv_cache_gib", event.gib)
-            self._reach(Stage.INITIALISING, f"KV cache memory {event.gib:g} GiB")
-        elif isinstance(event, lp.KvCache):
-            self._on_kv(event)
-        elif isinstance(event, lp.GraphsCaptured):
-            info.setdefault("graphs_s", event.seconds)
-            self._reach(Stage.INITIALISING, "CUDA graphs captured")
-        elif isinstance(event, lp.EngineInitDone):
-            info.setdefault("init_engine_s", event.seconds)
-            self._reach(Stage.INITIALISING, "engine initialised; starting the API server")
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event, now)
+
+    # ---- one handler per event type ------------------------------------------------------------
+    def _on_fatal(self, ev: lp.FatalError, now: float | None) -> None:
+        marks = self._rank_seq.get(ev.stream)
+        self._fatal_list.append(_Fatal(ev, self._seq, marks[-1][1] if marks else 0))
+        if ev.kind in SLURM_STOPS:  # SLURM ended the job: what follows is teardown
+            self._stops.append(_Stop(ev.stream, self._seq, ev.ts, cancel=False))
+
+    def _on_notice(self, ev: lp.Notice, now: float | None) -> None:
+        old = self._notices.get(ev.kind)
+        self._notices[ev.kind] = _error_info(ev) if old is None else _replace_count(old, old.count + ev.repeat)
+
+    def _on_ready(self, ev: lp.ServerReady, now: float | None) -> None:
+        self._log_ready = True
+        if ev.url:
+            self._server_url = ev.url
+        self._reach(Stage.READY, "")
+
+    def _on_stop(self, ev: lp.Shutdown | lp.JobCancelled, now: float | None) -> None:
+        self._stops.append(_Stop(ev.stream, self._seq, ev.ts, cancel=isinstance(ev, lp.JobCancelled)))
+
+    def _on_version(self, ev: lp.VllmVersion, now: float | None) -> None:
+        self._info.setdefault("vllm_version", ev.version)
+        self._reach(Stage.STARTING, "vLLM starting")
+
+    def _on_head(self, ev: lp.HeadNode, now: float | None) -> None:
+        if ev.source == "r1console" or "head_node" not in self._info:
+            self._info["head_node"] = ev.host
+        self._reach(Stage.STARTING, f"job script running on {ev.host}")
+
+    def _on_ray_waiting(self, ev: lp.RayWaiting, now: float | None) -> None:
+        self._info.update(ray_nodes=ev.nodes, ray_nodes_total=ev.nodes_total, ray_gpus=ev.gpus,
+                          ray_gpus_total=ev.gpus_total)
+        gpus = f", {ev.gpus}/{ev.gpus_total} GPUs" if ev.gpus_total else ""
+        self._reach(Stage.STARTING, f"waiting for Ray: {ev.nodes}/{ev.nodes_total} nodes{gpus}")
+
+    def _on_ray_ready(self, ev: lp.RayReady, now: float | None) -> None:
+        self._info.update(ray_nodes=ev.nodes, ray_nodes_total=ev.nodes, ray_gpus=ev.gpus, ray_gpus_total=ev.gpus)
+        gpus = f", {ev.gpus} GPUs" if ev.gpus is not None else ""
+        self._reach(Stage.STARTING, f"Ray ready ({ev.nodes} nodes{gpus}); starting vLLM")
+
+    def _on_placement_wait(self, ev: lp.RayPlacementWait, now: float | None) -> None:
+        self._placement_wait = (self._seq, ev)
+        self._reach(Stage.STARTING, f"waiting {ev.seconds}s for Ray to place the GPU workers (check `ray status`)")
+
+    def _on_weights(self, ev: lp.WeightsLoaded, now: float | None) -> None:
+        self._info.setdefault("weights_load_s", ev.seconds)
+        self._reach(Stage.INITIALISING, "weights loaded; profiling memory")
+
+    def _on_model_loaded(self, ev: lp.ModelLoaded, now: float | None) -> None:
+        self._info.setdefault("model_load_gib", ev.gib)
+        self._info.setdefault("model_load_s", ev.seconds)
+        self._reach(Stage.INITIALISING, f"model loaded ({ev.gib:g} GiB per GPU); profiling memory, sizing the KV cache")
+
+    def _on_kv_memory(self, ev: lp.KvCacheMemory, now: float | None) -> None:
+        self._info.setdefault("kv_cache_gib", ev.gib)
+        self._reach(Stage.INITIALISING, f"KV cache memory {ev.gib:g} GiB")
+
+    def _on_graphs(self, ev: lp.GraphsCaptured, now: float | None) -> None:
+        self._info.setdefault("graphs_s", ev.seconds)
+        self._reach(Stage.INITIALISING, "CUDA graphs captured")
+
+    def _on_init_done(self, ev: lp.EngineInitDone, now: float | None) -> None:
+        self._info.setdefault("init_engine_s", ev.seconds)
+        self._reach(Stage.INITIALISING, "engine initialised; starting the API server")
 
     def on_events(self, events, now: float | None = None) -> None:
         for event in events:
@@ -335,8 +210,8 @@ class JobLifecycle:
         errors, suppressed = self._errors()
         stage, detail = self._stage(errors)
         p = self._progress
-        rate = self._rate()
-        eta = self._eta(rate, now) if stage is Stage.LOADING else None
+        rate = p.rate()
+        eta = p.eta(rate, now) if stage is Stage.LOADING else None
         if stage is Stage.LOADING and p.total:
             detail = f"{p.n}/{p.total} shards" + (f", ETA {format_duration(eta)}" if eta is not None else "")
         info = self._info
@@ -370,7 +245,7 @@ class JobLifecycle:
         if detail:
             self._detail_by_stage[stage] = detail
 
-    def _on_marker(self, ev: lp.ScriptMarker) -> None:
+    def _on_marker(self, ev: lp.ScriptMarker, now: float | None = None) -> None:
         info = self._info
         if ev.name in ("head_ip", "seed_head_ip"):
             info.setdefault("head_ip", ev.get("head_ip"))
@@ -384,7 +259,7 @@ class JobLifecycle:
         if ev.name != "seed_head_port":
             self._reach(Stage.STARTING, "job script running")
 
-    def _on_milestone(self, ev: lp.Milestone) -> None:
+    def _on_milestone(self, ev: lp.Milestone, now: float | None = None) -> None:
         name = ev.name
         if name == "ray_head_start":
             self._reach(Stage.STARTING, f"starting the Ray head on {ev.detail}")
@@ -406,7 +281,7 @@ class JobLifecycle:
         else:
             self._reach(Stage.STARTING, "")
 
-    def _on_kv(self, ev: lp.KvCache) -> None:
+    def _on_kv(self, ev: lp.KvCache, now: float | None = None) -> None:
         info = self._info
         if ev.tokens is not None:
             old = info.get("kv_cache_tokens")
@@ -430,56 +305,19 @@ class JobLifecycle:
 
     def _on_progress(self, ev: lp.ShardProgress, now: float | None) -> None:
         p = self._progress
-        restart = ev.total != p.total or (ev.n < p.n and p.n >= p.total)
-        if restart and p.total and p.n >= p.total and (self._draft or ev.total <= p.total):
+        if p.is_secondary(ev, draft=self._draft):
             # the main model is loaded; a later, smaller bar is a draft model's (or a second
             # copy): the main model's n/N stays what the user sees
             self._reach(Stage.INITIALISING, f"loading the draft model ({ev.n}/{ev.total} shards)")
             return
-        if restart:
-            if p.total and self._milestone is Stage.INITIALISING and ev.n < ev.total:
-                self._milestone = Stage.LOADING  # a second load (e.g. a draft model) started
-            p.total, p.n, p.desc = ev.total, ev.n, ev.desc
-            p.samples = deque(maxlen=self.eta_window)
-        elif ev.n < p.n:
+        if p.restarts(ev) and p.total and self._milestone is Stage.INITIALISING and ev.n < ev.total:
+            self._milestone = Stage.LOADING  # a second, bigger load started
+        if not p.update(ev, now):
             return  # a lagging copy of the bar from another rank
-        p.n = ev.n
-        p.tqdm_rate = ev.rate_per_s
-        p.tqdm_remaining = ev.remaining_s
-        p.seen_at = now
-        if p.samples and p.samples[-1][1] == ev.n:
-            p.samples[-1] = (ev.elapsed_s, ev.n) if ev.elapsed_s < p.samples[-1][0] else p.samples[-1]
-        else:
-            p.samples.append((ev.elapsed_s, ev.n))
         if ev.n >= ev.total > 0:
             self._reach(Stage.INITIALISING, f"all {ev.total} shards loaded; post-processing weights")
         else:
             self._reach(Stage.LOADING, "")
-
-    def _rate(self) -> float | None:
-        p = self._progress
-        if len(p.samples) >= 2:
-            (t0, n0), (t1, n1) = p.samples[0], p.samples[-1]
-            if t1 > t0 and n1 > n0:
-                return (n1 - n0) / (t1 - t0)
-        return p.tqdm_rate
-
-    def _eta(self, rate: float | None, now: float | None) -> float | None:
-        p = self._progress
-        if not p.total:
-            return None
-        left = p.total - p.n
-        if left <= 0:
-            return 0.0
-        if rate and rate > 0:
-            eta = left / rate
-        elif p.tqdm_remaining is not None:
-            eta = p.tqdm_remaining
-        else:
-            return None
-        if now is not None and p.seen_at is not None and now > p.seen_at:
-            eta = max(0.0, eta - (now - p.seen_at))
-        return eta
 
     def _suppressed(self, f: _Fatal) -> bool:
         ev = f.event
@@ -592,6 +430,19 @@ class JobLifecycle:
         return milestone, self._detail_by_stage.get(milestone, "")
 
 
+_HANDLERS = {
+    lp.ShardProgress: JobLifecycle._on_progress, lp.FatalError: JobLifecycle._on_fatal,
+    lp.Notice: JobLifecycle._on_notice, lp.ServerReady: JobLifecycle._on_ready, lp.Shutdown: JobLifecycle._on_stop,
+    lp.JobCancelled: JobLifecycle._on_stop, lp.VllmVersion: JobLifecycle._on_version, lp.HeadNode: JobLifecycle._on_head,
+    lp.RayWaiting: JobLifecycle._on_ray_waiting, lp.RayReady: JobLifecycle._on_ray_ready,
+    lp.RayPlacementWait: JobLifecycle._on_placement_wait, lp.ScriptMarker: JobLifecycle._on_marker,
+    lp.Milestone: JobLifecycle._on_milestone, lp.WeightsLoaded: JobLifecycle._on_weights,
+    lp.ModelLoaded: JobLifecycle._on_model_loaded, lp.KvCacheMemory: JobLifecycle._on_kv_memory,
+    lp.KvCache: JobLifecycle._on_kv, lp.GraphsCaptured: JobLifecycle._on_graphs,
+    lp.EngineInitDone: JobLifecycle._on_init_done,
+}
+
+
 def _error_info(ev) -> ErrorInfo:
     return ErrorInfo(kind=ev.kind, line=ev.text, explanation=ev.explanation, what_to_try=ev.what_to_try,
                      stream=ev.stream, lineno=ev.lineno, offset=ev.offset, count=ev.repeat,
@@ -618,3 +469,6 @@ def _reachable(url: str | None, head: object) -> str | None:
             if wildcard in url:
                 return url.replace(wildcard, f"://{head}:")
     return url
+
+
+__all__ = ["ErrorInfo", "JobLifecycle", "LifecycleState", "Stage", "format_duration"]
