@@ -9,6 +9,7 @@ import pytest
 
 from r1console.core import fatal
 from r1console.core import logparse as lp
+from r1console.core.logparse import parser as lp_parser
 
 LOGS = Path(__file__).resolve().parents[1] / "data" / "logs"
 FIXTURE_FILES = sorted(p for p in LOGS.rglob("*") if p.is_file() and p.parent != LOGS)
@@ -364,9 +365,9 @@ def test_skip_to_resynchronises_at_the_next_line():
 # ---- the fast paths never change the result ------------------------------------------------------
 def _slow_events(data: bytes, stream: str, monkeypatch) -> list[lp.Event]:
     with monkeypatch.context() as m:
-        m.setattr(lp, "_TRIGGER_B", re.compile(b""))
-        m.setattr(lp, "_BORING_RE", re.compile(rb"(?!)"))
-        m.setattr(lp, "_CANDIDATE_START", re.compile(rb"\n"))
+        m.setattr(lp_parser, "_TRIGGER_B", re.compile(b""))
+        m.setattr(lp_parser, "_BORING_RE", re.compile(rb"(?!)"))
+        m.setattr(lp_parser, "_CANDIDATE_START", re.compile(rb"\n"))
         return lp.parse_bytes(data, stream)
 
 
@@ -380,4 +381,11 @@ def test_every_needle_is_reachable():
     """Each fatal signature's needles are in the trigger regex (else the signature never fires)."""
     for sig in fatal.SIGNATURES:
         for needle in sig.needles:
-            assert lp._TRIGGER_B.search(needle.encode()), (sig.kind, needle)
+            assert needle in lp.NEEDLES and lp_parser._TRIGGER_B.search(needle.encode()), (sig.kind, needle)
+
+
+def test_every_matcher_needle_is_in_the_trigger():
+    """The table is the only list of needles: every matcher's literals reach the parser."""
+    for matcher in lp.TABLE:
+        for needle in matcher.needles:
+            assert lp_parser._TRIGGER_B.search(needle.encode()), needle
