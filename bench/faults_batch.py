@@ -385,7 +385,7 @@ async def server_dies(k: int, tmp: Path, n: int = 300) -> dict[str, Any]:
 
 ROWS = [
     Row("1,000-request batch: 10% 5xx, 5% resets, 2% stalls, 3 server kills, client SIGKILL + --resume",
-        storm, cheap=False),
+        storm),
     Row("batch at concurrency 256 (streams held 2-8 s): pool timeouts, requests in flight", c256),
     Row("server dies mid-batch for good: client stops, printed resume command completes", server_dies),
 ]
