@@ -16,7 +16,9 @@ round by round:
 * ``r1console chat_stream`` — ``VllmClient.chat_stream(...).collect()``: SSE parser,
   accumulator (reasoning/content, TTFT, ITL), error mapping;
 * ``r1console batch engine`` — the same requests through ``BatchEngine`` + ``make_sender``
-  (what ``r1console batch`` runs, without the journal's disk writes).
+  (what ``r1console batch`` runs, without the journal's disk writes);
+* ``before: httpx`` — the streaming path as it was before aiohttp (httpx, pool sized to c, the
+  same parser and accumulator), for the record.
 
 The table gives the median over rounds of CPU ms per request, req/s of wall time, and the
 ratio to vLLM's client. Issue 17's goal: chat_stream within 1.5x of vLLM's client.
@@ -136,6 +138,41 @@ async def _run_ours(url: str, n: int, c: int, tokens: int, mode: str) -> dict:
         return {"cpu_s": time.process_time() - t0, "wall_s": time.perf_counter() - w0, "ok": ok}
 
 
+async def _run_httpx(url: str, n: int, c: int, tokens: int) -> dict:
+    """The streaming path before aiohttp: httpx (pool sized to c) feeding the same SSEParser and
+    StreamAccumulator, as VllmClient.chat_stream did up to r1console 0.1.0."""
+    sys.path.insert(0, str(REPO))
+    import httpx
+
+    from r1console.core.sse import SSEParser
+    from r1console.core.streaming import StreamAccumulator
+
+    async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=httpx.Timeout(60, pool=None),
+                                 limits=httpx.Limits(max_connections=c, max_keepalive_connections=c)) as http:
+        sem = asyncio.Semaphore(c)
+
+        async def one(i: int) -> bool:
+            async with sem:
+                payload = {"model": MODEL, "messages": _messages(i), "stream": True, "max_tokens": tokens,
+                           "stream_options": {"include_usage": True}}
+                acc, parser, t0 = StreamAccumulator(), SSEParser(), time.perf_counter()
+                async with http.stream("POST", "/v1/chat/completions", json=payload,
+                                       headers={"Accept": "text/event-stream"}) as resp:
+                    async for raw in resp.aiter_bytes():
+                        now = time.perf_counter() - t0
+                        for ev in parser.feed(raw):
+                            if ev.is_done:
+                                acc.mark_done(now)
+                            else:
+                                acc.feed(json.loads(ev.data), now)
+                return acc.complete
+
+        await asyncio.gather(*(one(i) for i in range(c)))
+        t0, w0 = time.process_time(), time.perf_counter()
+        ok = sum(await asyncio.gather(*(one(i) for i in range(n))))
+        return {"cpu_s": time.process_time() - t0, "wall_s": time.perf_counter() - w0, "ok": ok}
+
+
 async def _run_vllm(url: str, n: int, c: int, tokens: int) -> dict:
     import aiohttp
     from vllm.benchmarks.lib.endpoint_request_func import (
@@ -169,6 +206,8 @@ def worker(args: argparse.Namespace) -> None:
     _pin(args.cpu)
     if args.worker == "vllm":
         res = asyncio.run(_run_vllm(args.url, args.requests, args.concurrency, args.tokens))
+    elif args.worker == "httpx":
+        res = asyncio.run(_run_httpx(args.url, args.requests, args.concurrency, args.tokens))
     else:
         res = asyncio.run(_run_ours(args.url, args.requests, args.concurrency, args.tokens, args.worker))
     print(json.dumps(res), flush=True)
@@ -188,7 +227,8 @@ def _pin(cpu: int | None) -> None:
 
 ROWS = [("vllm", "vllm bench serve (aiohttp + StreamedResponseHandler)"),
         ("stream", "r1console VllmClient.chat_stream (aiohttp)"),
-        ("engine", "r1console BatchEngine + make_sender")]
+        ("engine", "r1console BatchEngine + make_sender"),
+        ("httpx", "before: httpx + the same SSEParser/StreamAccumulator")]
 
 
 def _free_port() -> int:

@@ -50,7 +50,7 @@ class StreamTransport:
                                              ttl_dns_cache=300, enable_cleanup_closed=False)
             self._session = aiohttp.ClientSession(
                 headers=self._headers, connector=connector, trust_env=self._trust_env,
-                timeout=self.timeout(None), auto_decompress=False)
+                timeout=self.timeout(None))
             self._loop = loop
         return self._session
 
