@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from r1console.core.batch_input import BatchItem
-from r1console.core.errors import R1Error
+from r1console.core.errors import EXIT_ERROR, R1Error
 
 JOURNAL_MAGIC = "r1console-batch"
 JOURNAL_VERSION = 1
@@ -66,7 +66,7 @@ class JournalWriteError(R1Error):
     """The journal could not be written (disk full, I/O error, quota): nothing more may be sent.
     What was recorded before is intact; ``--resume`` redoes the rest."""
 
-    exit_code = 1
+    exit_code = EXIT_ERROR
 
     def __init__(self, path: Path, err: OSError, *, hint: str | None = None) -> None:
         self.path = path

@@ -121,6 +121,32 @@ async def test_a_healthy_probe_does_not_restart_the_give_up_clock():
     assert 0.45 <= time.monotonic() - t0 < 3
 
 
+# -- H3: no connection-pool cap below the concurrency ------------------------------------------------
+
+async def test_256_streams_at_once_reach_the_server_together():
+    from r1console.adapters.vllm_client import VllmClient
+
+    async with SimServer(time_scale=0, lengths=SHORT, max_num_seqs=512) as srv:
+        srv.set_faults(stall_s=1.5, stall_after_tokens=1)     # every stream is held 1.5 s
+        peak = 0
+
+        async def watch():
+            nonlocal peak
+            while True:
+                peak = max(peak, srv.in_flight)
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            async with VllmClient(srv.url, stream_timeout=30) as client:
+                results = await asyncio.wait_for(asyncio.gather(*(
+                    client.chat_stream([{"role": "user", "content": f"q{i}"}], max_tokens=4).collect()
+                    for i in range(256))), 60)
+        finally:
+            watcher.cancel()
+    assert peak == 256 and all(r.complete for r in results)
+
+
 # -- M6: --resume with other settings ------------------------------------------------------------------
 
 def _input(tmp_path, n: int):
