@@ -20,6 +20,11 @@ Rows
   ≥ 250 requests in flight: at the server (sampled ``/_sim/state`` ``in_flight`` while requests
   were still unsent: mean and peak) and at the client (the engine's time-integral while work
   was waiting).
+* **disk-full** — the kernel refuses the journal's writes part-way through the run
+  (``RLIMIT_FSIZE`` on the client: a short write, then EFBIG — the code path of ENOSPC on a full
+  disk, without needing a tiny filesystem). Pass: exit 1 with "cannot write the journal" and
+  the resume command, no traceback, the journal parses with no torn line; the printed command,
+  run without the limit, completes with every id once.
 * **server-dies** — the server dies for good mid-batch; the client gives up (``--give-up-after
   2``) and prints its resume command; the server comes back; that exact command completes.
   Pass: every id once in the output, none lost or duplicated.
@@ -119,17 +124,24 @@ class SimProcess:
 class BatchProcess:
     """`r1console batch` in its own process."""
 
-    def __init__(self, argv: list[str], log: Path) -> None:
+    def __init__(self, argv: list[str], log: Path, *, max_file_bytes: int | None = None) -> None:
         self.argv = argv
         self.log = log
+        self.max_file_bytes = max_file_bytes   # RLIMIT_FSIZE: writes past it fail (EFBIG)
         self.proc: asyncio.subprocess.Process | None = None
         self.started_at = 0.0
+
+    def _limits(self) -> None:
+        import resource
+
+        assert self.max_file_bytes is not None
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_file_bytes, self.max_file_bytes))
 
     async def start(self) -> None:
         fh = self.log.open("wb")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "r1console", *self.argv, cwd=REPO, env=_env(), stdout=fh, stderr=fh,
-            stdin=asyncio.subprocess.DEVNULL)
+            stdin=asyncio.subprocess.DEVNULL, preexec_fn=self._limits if self.max_file_bytes else None)
         fh.close()
         self.started_at = time.monotonic()
 
@@ -383,11 +395,54 @@ async def server_dies(k: int, tmp: Path, n: int = 300) -> dict[str, Any]:
             "detail": detail}
 
 
+async def disk_full(k: int, tmp: Path, n: int = 400) -> dict[str, Any]:
+    """The kernel refuses the journal's writes part-way (RLIMIT_FSIZE: a short write, then EFBIG,
+    the same path as ENOSPC on a full disk): a clear error with the resume command, a journal
+    that still parses (the half record cut off), and after "freeing space" that command loses 0."""
+    from r1console.core.batch_journal import read_journal
+
+    inp, out = tmp / "in.jsonl", tmp / "out.jsonl"
+    journal = tmp / "out.jsonl.journal.jsonl"
+    ids = write_input(inp, n)
+    sim = SimProcess(free_port(), ["--max-num-seqs", "64", "--time-scale", "0.02"], tmp / "sim.log")
+    await sim.start()
+    try:
+        b1 = BatchProcess(["batch", str(inp), "-o", str(out), "--url", sim.url, "--concurrency", "32",
+                           "--max-tokens", "24"], tmp / "batch1.log", max_file_bytes=48 * 1024)
+        await b1.start()
+        rc1 = await b1.wait(120)
+        text = b1.text()
+        kept = read_journal(journal)                 # raises if a damaged line was left behind
+        m = re.search(r"resume with: (.+)", text)
+        clear = ("cannot write the journal" in text and "Traceback" not in text and m is not None
+                 and not kept.torn_tail and 0 < len(kept.records) < n and not out.exists())
+        if rc1 != 1 or not clear:
+            return {"lost": None, "duplicated": None, "recovery_s": None, "passed": False,
+                    "detail": f"first run rc {rc1}, {len(kept.records)} records: {text[-400:]}"}
+        resume = shlex.split(m.group(1))
+        b2 = BatchProcess(resume[1:], tmp / "batch2.log")       # space freed: no limit
+        await b2.start()
+        recovery = await next_result_after(journal, len(kept.records), b2.started_at, b2)
+        rc2 = await b2.wait(120)
+    finally:
+        await sim.kill()
+    c = count_output(out, ids, journal)
+    passed = rc2 == 0 and c["results"] == n and c["lost"] == 0 and c["duplicated"] == 0 and c["in_order"]
+    err_line = next((x for x in text.splitlines() if "cannot write the journal" in x), "")
+    detail = (f"{len(kept.records)}/{n} recorded before the journal write failed (rc {rc1}: "
+              f"{err_line.strip()[:90]}); journal parses, no torn line; the printed resume command "
+              f"finished (rc {rc2}) with {c['results']} results")
+    return {"lost": c["lost"], "duplicated": c["duplicated"], "recovery_s": recovery, "passed": passed,
+            "detail": detail}
+
+
 ROWS = [
     Row("1,000-request batch: 10% 5xx, 5% resets, 2% stalls, 3 server kills, client SIGKILL + --resume",
         storm),
     Row("batch at concurrency 256 (streams held 2-8 s): pool timeouts, requests in flight", c256),
     Row("server dies mid-batch for good: client stops, printed resume command completes", server_dies),
+    Row("journal write refused part-way (file size limit, as a full disk): clear error, resume loses 0",
+        disk_full),
 ]
 
 

@@ -154,7 +154,7 @@ async def run(args: argparse.Namespace) -> int:
                 outcome = await run_batch(plan, url, key, on_engine=attach)
     except JournalWriteError as err:
         # Disk full, quota, I/O error: what is on disk is intact; say how to go on.
-        err.hint = f"free some space, then resume with: {resume_command()}"
+        err.hint = f"free some space (or raise the limit), then resume with: {resume_command()}"
         raise
     finally:
         _remove_stop_handlers()

@@ -71,7 +71,12 @@ class JournalWriteError(R1Error):
     def __init__(self, path: Path, err: OSError, *, hint: str | None = None) -> None:
         self.path = path
         self.errno = err.errno
-        what = "the disk is full" if err.errno in (errno.ENOSPC, errno.EDQUOT) else (err.strerror or str(err))
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = "the disk is full" if err.errno == errno.ENOSPC else "the disk quota is exhausted"
+        elif err.errno == errno.EFBIG:
+            what = "File too large (the file size limit, ulimit -f, was reached)"
+        else:
+            what = err.strerror or str(err)
         super().__init__(f"{path}: cannot write the journal: {what}",
                          hint=hint or "free some space, then run the same command with --resume: "
                                       "finished requests are kept, the rest is sent again")

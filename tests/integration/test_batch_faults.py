@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import faults_batch  # noqa: E402
 
 
-@pytest.mark.parametrize("row", faults_batch.ROWS, ids=["storm", "c256", "server-dies"])
+@pytest.mark.parametrize("row", faults_batch.ROWS, ids=["storm", "c256", "server-dies", "disk-full"])
 async def test_batch_fault_row(row):
     assert row.area == "batch"
     result = await row.run(1)
