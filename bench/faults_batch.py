@@ -14,12 +14,16 @@ Rows
   (longer than the client's ``--timeout``), is SIGKILLed and restarted 3 times; the batch process
   is SIGKILLed once and ``--resume``d. Pass: exactly 1,000 results in the output, each id once,
   all answered, no id with two ok records in the journal. recovery_s: the longest time from a
-  restart (server listening again, or the resumed client started) to the next new result.
+  restart (server listening again, or the resumed client process started) to the next new result.
 * **c256** — concurrency 256, every stream held 2-8 s by the server (a stall after the first
   token, uniform spread), 768 requests. Pass: 0 retries and 0 failures (no pool timeout, no other error), and
   ≥ 250 requests in flight: at the server (sampled ``/_sim/state`` ``in_flight`` while requests
   were still unsent: mean and peak) and at the client (the engine's time-integral while work
   was waiting).
+* **client-kills** — the client SIGKILLed at 10 random moments and resumed each time (temperature
+  0, so answers are reproducible). Pass: the output equals a clean run's, every id once, at most
+  ``concurrency`` extra sends per kill, and no request sent again after it was recorded (the
+  server's own request log against the journal's times).
 * **disk-full** — the kernel refuses the journal's writes part-way through the run
   (``RLIMIT_FSIZE`` on the client: a short write, then EFBIG — the code path of ENOSPC on a full
   disk, without needing a tiny filesystem). Pass: exit 1 with "cannot write the journal" and
@@ -230,7 +234,7 @@ class Row:
     name: str
     func: Callable[[int, Path], Awaitable[dict[str, Any]]]
     area: str = "batch"
-    cheap: bool = True
+    cheap: bool = True          # also runs as a test (tests/integration/test_batch_faults.py)
 
     async def run(self, runs: int = 1) -> dict[str, Any]:
         import tempfile
@@ -395,6 +399,96 @@ async def server_dies(k: int, tmp: Path, n: int = 300) -> dict[str, Any]:
             "detail": detail}
 
 
+def write_openai_input(path: Path, n: int) -> list[str]:
+    """OpenAI batch JSONL at temperature 0: the simulated server's answers are then reproducible."""
+    ids = [f"r{i:04d}" for i in range(n)]
+    path.write_text("".join(json.dumps({"custom_id": i, "method": "POST", "url": "/v1/chat/completions",
+                                        "body": {"messages": [{"role": "user", "content": f"Request {i}: why?"}],
+                                                 "temperature": 0}}) + "\n" for i in ids), encoding="utf-8")
+    return ids
+
+
+def _answers(out: Path) -> dict[str, tuple]:
+    res = {}
+    for raw in out.read_text(encoding="utf-8").splitlines():
+        x = json.loads(raw)
+        body = (x.get("response") or {}).get("body") or {}
+        choice = (body.get("choices") or [{}])[0]
+        msg = choice.get("message") or {}
+        res[x["custom_id"]] = (msg.get("reasoning"), msg.get("content"), choice.get("finish_reason"))
+    return res
+
+
+def _fingerprint(messages: list[dict]) -> str:
+    import hashlib
+
+    raw = json.dumps(["/v1/chat/completions", messages], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+
+
+async def client_kills(k: int, tmp: Path, n: int = 400, kills: int = 10, concurrency: int = 16) -> dict[str, Any]:
+    """The batch client SIGKILLed at ``kills`` random moments (mid-stream, mid-journal-write, at
+    start-up) and resumed each time. Pass: the output equals a clean run's (temperature 0), every
+    id once; at most ``concurrency`` extra sends per kill; no recorded request sent again."""
+    import random
+
+    rng = random.Random(f"kills|{k}")
+    inp = tmp / "in.jsonl"
+    ids = write_openai_input(inp, n)
+    sim = SimProcess(free_port(), ["--max-num-seqs", "64", "--time-scale", "0.02"], tmp / "sim.log")
+    await sim.start()
+    try:
+        clean_out = tmp / "clean.jsonl"
+        clean = BatchProcess(["batch", str(inp), "-o", str(clean_out), "--url", sim.url, "--concurrency",
+                              str(concurrency), "--max-tokens", "24"], tmp / "clean.log")
+        await clean.start()
+        if await clean.wait(120) != 0:
+            raise RuntimeError(f"the clean run failed: {clean.text()[-1000:]}")
+        st0 = await sim.state()
+        out = tmp / "out.jsonl"
+        journal = tmp / "out.jsonl.journal.jsonl"
+        argv = ["batch", str(inp), "-o", str(out), "--url", sim.url, "--concurrency", str(concurrency),
+                "--max-tokens", "24"]
+        recoveries = []
+        for kill in range(kills):
+            b = BatchProcess(argv + (["--resume"] if kill else []), tmp / f"run{kill}.log")
+            before = journal_ok(journal)
+            await b.start()
+            if kill and rng.random() < 0.8:   # mostly once results flow; sometimes during start-up
+                recoveries.append(await next_result_after(journal, before, b.started_at, b))
+            await asyncio.sleep(rng.uniform(0.0, 0.6))
+            if b.proc is not None and b.proc.returncode is None:
+                await b.sigkill()
+        final = BatchProcess(argv + ["--resume"], tmp / "final.log")
+        await final.start()
+        rc = await final.wait(120)
+        st1 = await sim.state()
+        status, body = await http_get(sim.port, "/_sim/requests")
+        server_records = json.loads(body)["requests"] if status == 200 else []
+    finally:
+        await sim.kill()
+    c = count_output(out, ids, journal)
+    same = _answers(out) == _answers(clean_out) if out.exists() else False
+    sends = st1["requests_seen"] - st0["requests_seen"]
+    extra = sends - n
+    from r1console.core.batch_journal import read_journal
+
+    recorded_at = {r.id: r.finished_at for r in read_journal(journal).records if r.ok}
+    fp = {i: _fingerprint([{"role": "user", "content": f"Request {i}: why?"}]) for i in ids}
+    by_fp = {v: i for i, v in fp.items()}
+    t_chaos = min((r["wall_time"] for r in server_records[-sends:]), default=0) if sends > 0 else 0
+    late = [r for r in server_records[-sends:] if r.get("fingerprint") in by_fp
+            and r["wall_time"] > (recorded_at.get(by_fp[r["fingerprint"]]) or float("inf"))
+            and r["wall_time"] >= t_chaos]
+    passed = (rc == 0 and same and c["results"] == n and c["lost"] == 0 and c["duplicated"] == 0
+              and extra <= kills * concurrency and not late)
+    detail = (f"{kills} SIGKILLs + resumes, c={concurrency}: output {'==' if same else '!='} clean run, "
+              f"{c['results']} results; {extra} extra sends ({extra / kills:.1f} per kill, bound {concurrency}); "
+              f"{len(late)} recorded requests sent again")
+    return {"lost": c["lost"], "duplicated": c["duplicated"], "recovery_s": max(recoveries, default=None),
+            "passed": passed, "detail": detail}
+
+
 async def disk_full(k: int, tmp: Path, n: int = 400) -> dict[str, Any]:
     """The kernel refuses the journal's writes part-way (RLIMIT_FSIZE: a short write, then EFBIG,
     the same path as ENOSPC on a full disk): a clear error with the resume command, a journal
@@ -441,6 +535,8 @@ ROWS = [
         storm),
     Row("batch at concurrency 256 (streams held 2-8 s): pool timeouts, requests in flight", c256),
     Row("server dies mid-batch for good: client stops, printed resume command completes", server_dies),
+    Row("batch client SIGKILLed at 10 random points, resumed each time: output == clean run",
+        client_kills, cheap=False),   # ~45 s: bench only
     Row("journal write refused part-way (file size limit, as a full disk): clear error, resume loses 0",
         disk_full),
 ]
