@@ -543,10 +543,10 @@ ROWS = [
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"{'fault':92s} {'runs':>4s} {'lost':>5s} {'dup':>5s} {'recovery s':>10s}  result")
+    print(f"{'fault':100s} {'runs':>4s} {'lost':>5s} {'dup':>5s} {'recovery s':>10s}  result")
     for r in results:
         rec = "-" if not r["recovery_s"] else f"{r['recovery_s']:.2f}"
-        print(f"{r['fault'][:92]:92s} {r['runs']:4d} {str(r['lost']):>5s} {str(r['duplicated']):>5s} "
+        print(f"{r['fault'][:100]:100s} {r['runs']:4d} {str(r['lost']):>5s} {str(r['duplicated']):>5s} "
               f"{rec:>10s}  {'PASS' if r['passed'] else 'FAIL'}")
         print(f"    {r['detail']}")
 
