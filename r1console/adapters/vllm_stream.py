@@ -29,6 +29,7 @@ from r1console.core.api_errors import ProtocolError, ServerTimeout, ServerUnreac
 from r1console.core.errors import R1Error
 
 NOT_UP_HINT = "the server is not up (yet), or the SSH port-forward to it is not open"
+KEEPALIVE_S = 4.0
 
 
 class StreamTransport:
@@ -46,8 +47,10 @@ class StreamTransport:
     def session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self.limit, limit_per_host=0,
-                                             ttl_dns_cache=300, enable_cleanup_closed=False)
+            # keepalive 4 s: below uvicorn's (vLLM's) 5 s idle timeout, so a pooled connection
+            # the server is about to close is never reused for a request.
+            connector = aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, ttl_dns_cache=300,
+                                             keepalive_timeout=KEEPALIVE_S)
             self._session = aiohttp.ClientSession(
                 headers=self._headers, connector=connector, trust_env=self._trust_env,
                 timeout=self.timeout(None))
