@@ -13,7 +13,8 @@ Rows
 * **storm** — 1,000 requests; the server answers 10 % with 500, resets 5 % mid-stream, stalls 2 %
   (longer than the client's ``--timeout``), is SIGKILLed and restarted 3 times; the batch process
   is SIGKILLed once and ``--resume``d. Pass: exactly 1,000 results in the output, each id once,
-  all answered, no id with two ok records in the journal. recovery_s: the longest time from a
+  all answered, no id with two ok records in the journal, and the answers (temperature 0) equal
+  those of a clean run against a server without faults. recovery_s: the longest time from a
   restart (server listening again, or the resumed client process started) to the next new result.
 * **c256** — concurrency 256, every stream held 2-8 s by the server (a stall after the first
   token, uniform spread), 768 requests. Pass: 0 retries and 0 failures (no pool timeout, no other error), and
@@ -83,10 +84,11 @@ async def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, byt
 class SimProcess:
     """`r1console sim-server` in its own process on a fixed port: SIGKILL and restart on demand."""
 
-    def __init__(self, port: int, args: list[str], log: Path) -> None:
+    def __init__(self, port: int, args: list[str], log: Path, *, seed: int | None = None) -> None:
         self.port = port
         self.args = args
         self.log = log
+        self.seed = seed            # None: another seed per start (other fault choices)
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.ready_at: list[float] = []
@@ -99,7 +101,7 @@ class SimProcess:
         fh = self.log.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "r1console", "sim-server", "--port", str(self.port), "--quiet",
-            "--seed", str(self.starts), *self.args, cwd=REPO, env=_env(), stdout=fh, stderr=fh,
+            "--seed", str(self.starts if self.seed is None else self.seed), *self.args, cwd=REPO, env=_env(), stdout=fh, stderr=fh,
             stdin=asyncio.subprocess.DEVNULL)
         fh.close()
         self.starts += 1
@@ -267,9 +269,21 @@ STORM_FAULTS = ["--status-5xx-rate", "0.10",
 async def storm(k: int, tmp: Path, n: int = 1000) -> dict[str, Any]:
     inp, out = tmp / "in.jsonl", tmp / "out.jsonl"
     journal = tmp / "out.jsonl.journal.jsonl"
-    ids = write_input(inp, n)
+    ids = write_openai_input(inp, n)            # temperature 0: answers comparable with a clean run
+    clean_out = tmp / "clean.jsonl"
+    clean_sim = SimProcess(free_port(), ["--max-num-seqs", "256", "--time-scale", "0"], tmp / "clean-sim.log",
+                           seed=k)
+    await clean_sim.start()
+    try:
+        clean = BatchProcess(["batch", str(inp), "-o", str(clean_out), "--url", clean_sim.url, "--concurrency",
+                              "64", "--max-tokens", "24"], tmp / "clean.log")
+        await clean.start()
+        if await clean.wait(120) != 0:
+            raise RuntimeError(f"the clean run failed: {clean.text()[-1000:]}")
+    finally:
+        await clean_sim.kill()
     sim = SimProcess(free_port(), ["--max-num-seqs", "256", "--time-scale", "0.05", *STORM_FAULTS],
-                     tmp / "sim.log")
+                     tmp / "sim.log", seed=k)
     argv = ["batch", str(inp), "-o", str(out), "--url", sim.url, "--concurrency", "64", "--max-tokens", "24",
             "--timeout", "1.5", "--max-attempts", "10", "--give-up-after", "60"]
     recoveries: list[float] = []
@@ -308,9 +322,11 @@ async def storm(k: int, tmp: Path, n: int = 1000) -> dict[str, Any]:
     finally:
         await sim.kill()
     c = count_output(out, ids, journal)
+    same = out.exists() and _answers(out) == _answers(clean_out)
     passed = (rc == 0 and c["results"] == n and c["lost"] == 0 and c["duplicated"] == 0
-              and c["failed"] == 0 and c["in_order"] and sim.starts == 4)
-    detail = (f"{c['results']} results ({c['failed']} failed), rc {rc}; injected {faults['status_5xx']} 5xx, "
+              and c["failed"] == 0 and c["in_order"] and sim.starts == 4 and same)
+    detail = (f"{c['results']} results ({c['failed']} failed), answers {'==' if same else '!='} a clean "
+              f"run's, rc {rc}; injected {faults['status_5xx']} 5xx, "
               f"{faults['dropped']} resets, {faults['stalled']} stalls; {sim.starts - 1} server kills, "
               f"1 client SIGKILL + resume")
     return {"lost": c["lost"], "duplicated": c["duplicated"], "recovery_s": max(recoveries),
