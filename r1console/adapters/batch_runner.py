@@ -27,7 +27,9 @@ from r1console.core.batch_engine import BatchEngine, BatchProgress, EngineState,
 from r1console.core.batch_input import BatchInput, BatchItem
 from r1console.core.batch_journal import (
     Journal,
+    check_settings,
     journal_path_for,
+    read_journal,
     write_output,
 )
 from r1console.core.streaming import ChatResult
@@ -91,32 +93,60 @@ class BatchOutcome:
         return self.summary.state is EngineState.FINISHED
 
 
+def run_settings(plan: BatchPlan, model: str | None, model_root: str | None = None) -> dict[str, Any]:
+    """What, besides each item's own request, decides its answer: kept in the journal header and
+    compared on ``--resume`` (audit M6). ``model_root``: the weights the server loaded
+    (``root`` in /v1/models), so another deployment under the same name is noticed too."""
+    return {"max_tokens": plan.max_tokens, "model": model, "model_root": model_root}
+
+
+def _all_answered(journal: Path, items) -> bool:
+    try:
+        contents = read_journal(journal)
+    except Exception:  # noqa: BLE001 — Journal.open reports a bad journal properly
+        return False
+    return len(contents.done_ids(items)) == len(items)
+
+
 async def run_batch(plan: BatchPlan, base_url: str, api_key: str | None = None, *,
                     on_engine: Callable[[BatchEngine], None] | None = None,
                     client: VllmClient | None = None) -> BatchOutcome:
     """Run ``plan`` against the server at ``base_url``. ``on_engine(engine)`` is called once the
     engine exists (before any request), to attach progress displays and stop handlers."""
     items = plan.batch.items
-    header = {"input": plan.batch.source, "input_format": plan.batch.format,
-              "output": str(plan.output), "output_format": plan.output_format}
-    with Journal.open(plan.journal_path, resume=plan.resume, header=header) as journal:
-        done = journal.contents.done_ids(items)
-        own = client is None
-        http = client or VllmClient(base_url, api_key, stream_timeout=plan.stream_timeout)
-        try:
-            model = plan.model
-            if model is None and len(done) < len(items):
-                model = await http.model_id()   # checks URL and key before the first prompt
+    own = client is None
+    http = client or VllmClient(base_url, api_key, stream_timeout=plan.stream_timeout)
+    try:
+        # Which model answers decides whether a --resume may keep the journal's answers, so it is
+        # known before the journal is opened (unless every item is answered already).
+        model = plan.model
+        served = None
+        if not (plan.resume and _all_answered(plan.journal_path, items)):
+            served = (await http.models() or [None])[0]   # checks URL and key before the first prompt
+            if model is None:
+                model = await http.model_id()
+        settings = run_settings(plan, model, served.root if served is not None else None)
+        header = {"input": plan.batch.source, "input_format": plan.batch.format,
+                  "output": str(plan.output), "output_format": plan.output_format,
+                  "settings": settings}
+        with Journal.open(plan.journal_path, resume=plan.resume, header=header) as journal:
+            if journal.contents.records:
+                unknown = ()
+                if served is None:   # every item answered, server not asked: compare what is known
+                    unknown = ("model_root",) if plan.model else ("model", "model_root")
+                check_settings(plan.journal_path, journal.contents.header.get("settings"), settings,
+                               unknown=unknown)
+            done = journal.contents.done_ids(items)
             send = make_sender(http, model=model, overrides={"max_tokens": plan.max_tokens})
-            engine = BatchEngine(items, send, concurrency=plan.concurrency, record=journal.append,
+            engine = BatchEngine(items, send, concurrency=plan.concurrency, record=journal.append_async,
                                  skip_ids=done, policy=plan.policy, probe=http.is_healthy)
             if on_engine is not None:
                 on_engine(engine)
             summary = await engine.run()
-        finally:
-            if own:
-                await asyncio.shield(http.aclose())
-        finals = journal.contents.finals(items)
+            finals = journal.contents.finals(items)
+    finally:
+        if own:
+            await asyncio.shield(http.aclose())
     written = False
     if summary.state is EngineState.FINISHED and len(finals) == len(items):
         write_output(plan.output, plan.output_format, items, finals)

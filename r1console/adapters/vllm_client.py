@@ -154,10 +154,16 @@ class VllmClient:
             headers["Authorization"] = f"Bearer {self.api_key}"
         # A proxy from the environment must not capture a forwarded 127.0.0.1 port.
         loopback = _is_loopback(urlsplit(self.base_url).hostname)
+        # No connection cap (audit H3): the small endpoints never need many, and a pool wait
+        # must never time out. Streams go through aiohttp (adapters.vllm_stream).
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, transport=transport,
             timeout=self._timeout(self.timeout), trust_env=not loopback, follow_redirects=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
         )
+        self._headers = headers
+        self._trust_env = not loopback
+        self._streams = None   # vllm_stream.StreamTransport, made on the first stream
 
     async def __aenter__(self) -> VllmClient:
         return self
@@ -166,11 +172,22 @@ class VllmClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        try:
+            await self._http.aclose()
+        finally:
+            if self._streams is not None:
+                await self._streams.aclose()
 
     def _timeout(self, read: float) -> httpx.Timeout:
-        return httpx.Timeout(connect=self.connect_timeout, read=read, write=self.timeout,
-                             pool=self.connect_timeout)
+        return httpx.Timeout(connect=self.connect_timeout, read=read, write=self.timeout, pool=None)
+
+    def _stream_transport(self):
+        if self._streams is None:
+            from r1console.adapters.vllm_stream import StreamTransport  # aiohttp: only when streaming
+
+            self._streams = StreamTransport(self._headers, connect_timeout=self.connect_timeout,
+                                            trust_env=self._trust_env)
+        return self._streams
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -369,73 +386,90 @@ class ChatStream:
         payload = {"model": model, "messages": self._messages, "stream": True,
                    "stream_options": stream_options, **self._params}
         clock = client._clock
+        from r1console.adapters import vllm_stream as vs
+
+        transport = client._stream_transport()
+        url = client._url(path)
         t0 = clock()
         got_response = False
+        response = None
         try:
-            async with client._http.stream(
-                "POST", path, json=payload, headers={"Accept": "text/event-stream"},
-                timeout=client._timeout(client.stream_timeout),
-            ) as response:
-                got_response = True
-                if response.status_code >= 400:
-                    body = await response.aread()
-                    raise error_from_response(response.status_code, body, url=client._url(path),
-                                              api_key_sent=bool(client.api_key), model=model)
-                ctype = response.headers.get("content-type", "")
-                if "text/event-stream" not in ctype:
-                    # A server that ignored stream=true and answered one JSON document.
-                    body = await response.aread()
-                    try:
-                        data = json.loads(body)
-                    except ValueError:
-                        raise ProtocolError(f"{client._url(path)} answered {ctype or 'no content type'}, "
-                                            "not an event stream") from None
-                    delta = acc.feed(data, clock() - t0)
-                    acc.mark_done(clock() - t0)
-                    self._raise_stream_error()
-                    yield delta
-                    return
-                parser = SSEParser()
-                done_at: int | None = None  # bytes read after [DONE]
-                async for raw in response.aiter_bytes():
-                    if done_at is not None:
-                        # After [DONE] read the (empty) rest of the body so the connection goes back to
-                        # the pool instead of being closed: one TCP connection per request otherwise.
-                        done_at += len(raw)
-                        if done_at > 64 * 1024:
-                            return
-                        continue
-                    now = clock() - t0
-                    for event in parser.feed(raw):
-                        fed = self._event(event, now, path)
-                        if fed is None:
-                            done_at = 0  # [DONE]
-                            break
-                        if fed.delta is not None:
-                            yield fed.delta
-                if done_at is not None:
-                    return
-                for event in parser.close():  # an event completed by the end of the stream
-                    fed = self._event(event, clock() - t0, path)
+            response = await transport.session().post(
+                url, timeout=transport.timeout(client.stream_timeout), allow_redirects=False,
+                **vs.post_kwargs(payload))
+            got_response = True
+            if response.status >= 400:
+                body = await response.read()
+                raise error_from_response(response.status, body, url=url,
+                                          api_key_sent=bool(client.api_key), model=model)
+            ctype = response.headers.get("content-type", "")
+            if "text/event-stream" not in ctype:
+                # A server that ignored stream=true and answered one JSON document.
+                body = await response.read()
+                try:
+                    data = json.loads(body)
+                except ValueError:
+                    raise ProtocolError(f"{url} answered {ctype or 'no content type'}, "
+                                        "not an event stream") from None
+                delta = acc.feed(data, clock() - t0)
+                acc.mark_done(clock() - t0)
+                self._raise_stream_error()
+                yield delta
+                return
+            parser = SSEParser()
+            content = response.content
+            done = False
+            while True:
+                raw = await content.readany()
+                if not raw:
+                    break
+                now = clock() - t0
+                for event in parser.feed(raw):
+                    fed = self._event(event, now, path)
                     if fed is None:
-                        return
+                        done = True  # [DONE]
+                        break
                     if fed.delta is not None:
                         yield fed.delta
-        except httpx.HTTPError as exc:
+                if done:
+                    # Read the (empty) rest of the body so the connection goes back to the
+                    # pool instead of being closed: one TCP connection per request otherwise.
+                    rest = 0
+                    while rest <= 64 * 1024:
+                        more = await content.readany()
+                        if not more:
+                            break
+                        rest += len(more)
+                    return
+            for event in parser.close():  # an event completed by the end of the stream
+                fed = self._event(event, clock() - t0, path)
+                if fed is None:
+                    return
+                if fed.delta is not None:
+                    yield fed.delta
+        except vs.TRANSPORT_ERRORS as exc:
             acc.end(clock() - t0)
             if acc.complete:
                 return  # finished; only the tail ([DONE] / usage) was lost
-            if got_response and not (acc.chunks == 0 and isinstance(exc, httpx.ReadTimeout)):
-                if isinstance(exc, httpx.ReadTimeout):
+            read_timeout = vs.is_read_timeout(exc)
+            if got_response and not (acc.chunks == 0 and read_timeout):
+                if read_timeout:
                     why = f"the stream stalled: nothing for {client.stream_timeout:g} s after {acc.chunks} chunks"
                 else:
                     why = (f"the connection was cut mid-stream after {acc.chunks} chunks "
                            f"({exc or type(exc).__name__})")
                 raise StreamInterrupted(why, partial=acc.result(),
                                         hint="what arrived is kept; the server log may say why") from None
-            raise client.transport_error(exc, path, client.stream_timeout) from None
+            raise vs.stream_error(exc, base_url=client.base_url, url=url,
+                                  connect_timeout=client.connect_timeout,
+                                  read_timeout=client.stream_timeout) from None
         finally:
             acc.end(clock() - t0)
+            if response is not None:
+                if response.content.at_eof():
+                    response.release()
+                else:
+                    response.close()   # unfinished (cancelled, error): vLLM aborts the request
         if not acc.done and not acc.complete:
             raise StreamInterrupted(
                 f"the server ended the stream before finishing the reply (after {acc.chunks} chunks, "

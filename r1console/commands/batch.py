@@ -128,7 +128,7 @@ async def run(args: argparse.Namespace) -> int:
     from r1console.adapters.batch_runner import BatchPlan, run_batch
     from r1console.core.batch_engine import RetryPolicy
     from r1console.core.batch_input import load_batch_input
-    from r1console.core.batch_journal import default_output_format
+    from r1console.core.batch_journal import JournalWriteError, default_output_format
 
     batch = load_batch_input(args.input)          # validate everything before connecting
     output = check_output_path(args.output)
@@ -152,6 +152,10 @@ async def run(args: argparse.Namespace) -> int:
         async with open_target(args) as (url, key):
             with display:
                 outcome = await run_batch(plan, url, key, on_engine=attach)
+    except JournalWriteError as err:
+        # Disk full, quota, I/O error: what is on disk is intact; say how to go on.
+        err.hint = f"free some space (or raise the limit), then resume with: {resume_command()}"
+        raise
     finally:
         _remove_stop_handlers()
     summary = outcome.summary

@@ -50,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--status-5xx-rate", type=float, default=0.0, metavar="R", help="fraction answered 5xx")
     f.add_argument("--status-5xx-code", type=int, default=500, metavar="CODE", help="the 5xx status (500)")
     f.add_argument("--stall-s", type=float, default=0.0, metavar="S", help="pause responses S seconds")
+    f.add_argument("--stall-spread-s", type=float, default=0.0, metavar="S",
+                   help="add a random 0..S seconds to each stall (held streams end at different times)")
     f.add_argument("--stall-after-tokens", type=int, default=0, metavar="N",
                    help="stall after N streamed tokens (0: before the response starts)")
     f.add_argument("--stall-rate", type=float, default=1.0, metavar="R", help="fraction of requests stalled")
@@ -72,7 +74,8 @@ def build_server(args: argparse.Namespace):
     try:
         faults = Faults(drop_after_tokens=args.drop_after_tokens, drop_rate=args.drop_rate,
                         status_5xx_rate=args.status_5xx_rate, status_5xx_code=args.status_5xx_code,
-                        stall_s=args.stall_s, stall_after_tokens=args.stall_after_tokens,
+                        stall_s=args.stall_s, stall_spread_s=args.stall_spread_s,
+                        stall_after_tokens=args.stall_after_tokens,
                         stall_rate=args.stall_rate, unhealthy=args.unhealthy, limit=args.fault_limit)
         faults.validate()
         config = SimServerConfig(

@@ -19,7 +19,11 @@ Failures (:func:`classify_error`):
   engine enters ``waiting-server``: no new requests, exponential backoff with jitter, then a
   ``probe()`` (GET /health) — or, without a probe, a single request — until the server
   answers; then the window refills at once. Down longer than ``give_up_after`` → the run stops
-  (resumable), it does not fail every request.
+  (resumable), it does not fail every request. The give-up clock starts at the first failure
+  of a streak and only a real answer (a chunk, a result) ends the streak, not a healthy probe;
+  and one item that keeps meeting "unreachable" while the server looks up is charged attempts
+  after ``FREE_UNREACHABLE`` such sends, so a server that accepts ``/health`` but closes every
+  chat connection cannot loop for ever (audit M4).
 * **transient** (timeouts, 408/429/5xx, a stream cut mid-way, protocol garbage from a dying
   server): retried after ``backoff(attempt)`` with jitter, up to ``max_attempts`` sends; the
   slot is given to the next request meanwhile.
@@ -28,7 +32,9 @@ Failures (:func:`classify_error`):
   run stops and :meth:`BatchEngine.run` raises the error.
 
 **Recorded once**: each item gets exactly one :class:`RequestRecord` per run, written through
-``record`` before anything else hears of it; retries happen before that. A request cancelled
+``record`` before anything else hears of it; retries happen before that. ``record`` may return
+an awaitable (the journal's writer thread, so disk I/O stays off the event loop): the record
+counts only once it resolves, and the run ends only when every write has. A request cancelled
 by :meth:`stop` is not recorded (``--resume`` redoes it). Items in ``skip_ids`` (done in an
 earlier run) are never sent.
 
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
 import random
 import time
 from collections import deque
@@ -65,6 +72,8 @@ from r1console.core.streaming import ChatResult
 
 
 # -- errors and retries ----------------------------------------------------------------------------
+
+FREE_UNREACHABLE = 3   # "unreachable" sends of one item, while the server looks up, that cost no attempt
 
 class ErrorKind(str, Enum):
     UNREACHABLE = "unreachable"
@@ -129,7 +138,7 @@ class SendContext:
         self.answer_chunks = 0
 
     def connected(self) -> None:
-        self._engine._server_alive()
+        self._engine._server_alive(answered=True)
 
     def chunk(self, answer: bool = False, tokens: int = 1) -> None:
         self.chunks += 1
@@ -140,7 +149,7 @@ class SendContext:
         if engine._pending and engine.state is EngineState.RUNNING:
             engine._backlog_tokens += tokens
         if self.chunks == 1:
-            self._engine._server_alive()
+            self._engine._server_alive(answered=True)
 
 
 Send = Callable[[BatchItem, SendContext], Awaitable[ChatResult]]
@@ -281,7 +290,7 @@ class BatchEngine:
     """See the module docstring. One engine runs one batch once (:meth:`run`)."""
 
     def __init__(self, items: Sequence[BatchItem], send: Send, *, concurrency: int,
-                 record: Callable[[RequestRecord], None] | None = None,
+                 record: Callable[[RequestRecord], Awaitable[None] | None] | None = None,
                  skip_ids: Iterable[str] = (),
                  policy: RetryPolicy = RetryPolicy(),
                  probe: Probe | None = None,
@@ -327,6 +336,9 @@ class BatchEngine:
 
         # server-down tracking
         self._down_since: float | None = None
+        self._streak_since: float | None = None   # first failure since the last real answer
+        self._unreachable: dict[str, int] = {}     # per item: "unreachable" sends while up
+        self._writes: set[asyncio.Future] = set()  # records being written (async sink)
         self._down_streak = 0
         self._hold_until = 0.0
         self._probe_task: asyncio.Task | None = None
@@ -459,8 +471,10 @@ class BatchEngine:
             raise
         if self._fatal is not None:
             await self._cancel_all()
+            await self._drain_writes()
             self._finish(EngineState.FAILED, self._stop_reason)
             raise self._fatal
+        await self._drain_writes()
         done = not self._pending and not self._retry_heap and not self._slots
         self._finish(EngineState.FINISHED if done and not self._stopping else EngineState.STOPPED,
                      None if done and not self._stopping else self._stop_reason)
@@ -476,15 +490,17 @@ class BatchEngine:
             if self._stopping:
                 if self._cancel_on_stop or not self._slots:
                     await self._cancel_all()
+                    await self._drain_writes()
                     return
-            elif not self._pending and not self._retry_heap and not self._slots:
+            elif not self._pending and not self._retry_heap and not self._slots and not self._writes:
                 return
             now = self._clock()
+            give_up = self.policy.give_up_after
+            since = self._give_up_since()
+            if since is not None and give_up is not None and now - since >= give_up and not self._stopping:
+                self.stop(reason=f"the server was unreachable for {now - since:.0f} s")
+                continue
             if self._down_since is not None:
-                give_up = self.policy.give_up_after
-                if give_up is not None and now - self._down_since >= give_up and not self._stopping:
-                    self.stop(reason=f"the server was unreachable for {now - self._down_since:.0f} s")
-                    continue
                 if (now >= self._hold_until and self._probe is not None and self._probe_task is None
                         and not self._paused and not self._stopping):
                     self._probe_task = asyncio.ensure_future(self._run_probe())
@@ -502,14 +518,28 @@ class BatchEngine:
         deadlines = []
         if self._retry_heap and len(self._slots) < self._limit(now):
             deadlines.append(self._retry_heap[0].not_before)
-        if self._down_since is not None:
-            if self._hold_until > now:
-                deadlines.append(self._hold_until)
-            if self.policy.give_up_after is not None:
-                deadlines.append(self._down_since + self.policy.give_up_after)
+        if self._down_since is not None and self._hold_until > now:
+            deadlines.append(self._hold_until)
+        since = self._give_up_since()
+        if since is not None and self.policy.give_up_after is not None:
+            deadlines.append(since + self.policy.give_up_after)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - now) + 1e-4
+
+    def _give_up_since(self) -> float | None:
+        """Start of the unreachable streak the give-up clock measures (None: not down)."""
+        if self._down_since is None and not self._unreachable:
+            return None
+        starts = [t for t in (self._down_since, self._streak_since) if t is not None]
+        return min(starts) if starts else None
+
+    async def _drain_writes(self) -> None:
+        """Wait for records being written: they finished, so they are kept."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+            while self._outcomes and self._fatal is None:
+                self._handle(*self._outcomes.popleft())
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -569,7 +599,7 @@ class BatchEngine:
         # The window slides now, in the same instant, not when the coordinator wakes up.
         if error is None or self._classify(error) in (ErrorKind.PERMANENT, ErrorKind.TRANSIENT):
             if error is None:
-                self._server_alive()
+                self._server_alive(answered=True)
             self._fill()
 
     def _release(self, slot: _Slot) -> None:
@@ -600,7 +630,7 @@ class BatchEngine:
         now = self._clock()
         if error is None:
             assert result is not None
-            self._server_alive()
+            self._server_alive(answered=True)
             self._record(self._ok_record(slot, result), result.itl_s)
             return
         kind = self._classify(error)
@@ -611,6 +641,14 @@ class BatchEngine:
             self._stop_reason = message
             self._stopping = True
             return
+        if kind is ErrorKind.UNREACHABLE and self._streak_since is None:
+            self._streak_since = now
+        if kind is ErrorKind.UNREACHABLE and not slot.while_down:
+            # Sent while the server looked up: a few are free (it may have just died); after
+            # that the item pays attempts, so "/health up, chat refused" cannot loop for ever.
+            n = self._unreachable[item.id] = self._unreachable.get(item.id, 0) + 1
+            if n > FREE_UNREACHABLE:
+                kind = ErrorKind.TRANSIENT
         if kind is ErrorKind.UNREACHABLE:
             self._attempts[item.id] -= 1          # not the request's fault: no attempt spent
             if self._down_since is None:
@@ -657,15 +695,42 @@ class BatchEngine:
 
     def _record(self, rec: RequestRecord, itl_gaps: Sequence[float] = ()) -> None:
         """The one place a request becomes done: sink first, then counters and listeners."""
+        self._unreachable.pop(rec.id, None)
         if self._record_sink is not None:
             try:
-                self._record_sink(rec)
+                pending = self._record_sink(rec)
             except BaseException as err:   # disk full, …: nothing more may be sent
-                self._fatal = err
-                self._stop_reason = f"cannot record results: {err}"
-                self._stopping = True
+                self._write_failed(err)
+                return
+            if pending is not None and inspect.isawaitable(pending):
+                self._recorded.add(rec.id)            # never sent or recorded twice
+                fut = asyncio.ensure_future(pending)
+                self._writes.add(fut)
+                fut.add_done_callback(lambda f: self._written(f, rec, itl_gaps))
                 return
         self._recorded.add(rec.id)
+        self._count(rec, itl_gaps)
+
+    def _write_failed(self, err: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = err
+            self._stop_reason = f"cannot record results: {getattr(err, 'message', None) or err}"
+        self._stopping = True
+        self._poke()
+
+    def _written(self, fut: asyncio.Future, rec: RequestRecord, itl_gaps: Sequence[float]) -> None:
+        self._writes.discard(fut)
+        if fut.cancelled():
+            self._recorded.discard(rec.id)
+            self._write_failed(RuntimeError("a journal write was cancelled"))
+        elif fut.exception() is not None:
+            self._recorded.discard(rec.id)             # not on disk: --resume redoes it
+            self._write_failed(fut.exception())
+        else:
+            self._count(rec, itl_gaps)
+        self._poke()
+
+    def _count(self, rec: RequestRecord, itl_gaps: Sequence[float]) -> None:
         if rec.ok:
             self._ok += 1
             tokens = rec.output_tokens
@@ -689,7 +754,10 @@ class BatchEngine:
 
     # -- server up/down ------------------------------------------------------------------------
 
-    def _server_alive(self) -> None:
+    def _server_alive(self, answered: bool = False) -> None:
+        """The server answered (``answered``: a real chunk or result; else only a probe)."""
+        if answered:
+            self._streak_since = None
         if self._down_since is None:
             return
         self._down_since = None

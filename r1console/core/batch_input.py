@@ -16,7 +16,8 @@ Three formats are read (facts §1.4, §2.8):
     JSONL with ``{"id": "q1", "prompt": "..."}`` per line (optional ``"system"``).
 
 The whole file is checked before anything is sent: invalid JSON, missing or mistyped fields,
-duplicate ids/tags and empty prompts are all collected and raised together as one
+duplicate ids/tags, empty prompts and lone UTF-16 surrogates (``"\\ud83d"``: a cut emoji,
+which cannot be encoded, hashed or sent) are all collected and raised together as one
 :class:`~r1console.core.errors.ConfigError`, each problem naming ``file:line`` and the tag.
 
 Pure: :func:`parse_batch_input` takes text; :func:`load_batch_input` only reads the file.
@@ -58,7 +59,7 @@ class BatchItem:
         an item whose prompt changed between a run and its ``--resume``."""
         doc = json.dumps({"m": list(self.messages), "p": dict(self.params), "model": self.model},
                          sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:16]
+        return hashlib.sha256(doc.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     @property
     def prompt(self) -> str:
@@ -143,6 +144,9 @@ def _parse_seed(text: str, doc: dict[str, Any], source: str) -> BatchInput:
         problems.append(f"{source}:{_key_line(text, 'system_prompt')}: system_prompt must be a string, "
                         f"found {_kind(system)}")
         system = None
+    elif system is not None and _surrogate_problem(system, "system_prompt",
+                                                   f"{source}:{_key_line(text, 'system_prompt')}", problems):
+        system = None
     prompts = doc.get("user_prompts")
     if "user_prompts" not in doc:
         problems.append(f"{source}:1: missing field user_prompts (a list of "
@@ -164,6 +168,8 @@ def _parse_seed(text: str, doc: dict[str, Any], source: str) -> BatchInput:
         if not isinstance(entry, dict):
             problems.append(f"{where}: {label} must be an object {{\"question_tag\", \"content\"}}, "
                             f"found {_kind(entry)}")
+            continue
+        if _surrogate_problem(entry, label, where, problems):
             continue
         tag = _id_value(entry, "question_tag", where, label, problems)
         content = entry.get("content")
@@ -245,9 +251,12 @@ def _parse_jsonl(text: str, source: str) -> BatchInput:
         if not line.strip():
             continue
         try:
-            records.append((lineno, json.loads(line)))
+            rec = json.loads(line)
         except json.JSONDecodeError as err:
             problems.append(f"{source}:{lineno}:{err.colno}: invalid JSON: {err.msg}")
+            continue
+        if not _surrogate_problem(rec, "", f"{source}:{lineno}", problems):
+            records.append((lineno, rec))
     fmt = None
     for lineno, rec in records:
         if isinstance(rec, dict):
@@ -389,6 +398,40 @@ def _messages(body: dict[str, Any], where: str, tag: str, problems: list[str]):
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+def _lone_surrogate(value: Any, path: str) -> tuple[str, str] | None:
+    """``(field path, the surrogate as \\uXXXX)`` of the first string in ``value`` holding a lone
+    UTF-16 surrogate (JSON allows ``"\\ud83d"`` alone; UTF-8 cannot encode it), else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            return path, f"\\u{ord(value[err.start]):04x}"
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _lone_surrogate(k, f"{path}.{k!s}" if path else str(k)) if isinstance(k, str) else None
+            found = found or _lone_surrogate(v, f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _lone_surrogate(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _surrogate_problem(value: Any, label: str, where: str, problems: list[str]) -> bool:
+    found = _lone_surrogate(value, label)
+    if found is None:
+        return False
+    field, code = found
+    problems.append(f"{where}: {field or 'the record'} holds a lone surrogate {code} (half of a UTF-16 "
+                    "pair, e.g. a cut emoji or a broken \\u escape): it cannot be sent as UTF-8; "
+                    "complete or remove it")
+    return True
+
 
 def _id_value(rec: dict[str, Any], key: str, where: str, label: str, problems: list[str]) -> str | None:
     prefix = f"{label}: " if label else ""

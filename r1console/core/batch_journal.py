@@ -18,6 +18,14 @@ Journal
       an item, the first *ok* record sent with the same request (hash of messages + params),
       else the last failed one with the same request; records for other prompts are ignored.
     * An exclusive ``flock`` keeps two runs from appending to the same journal.
+    * The file is 0600 (prompts and answers are private) and never opened through a symlink.
+    * :meth:`Journal.append_async` writes from one writer thread, so a slow disk (NFS, Lustre)
+      never stalls the event loop; records that queue up meanwhile share one ``write`` and one
+      ``fsync`` (group commit). A failed write (disk full, …) is cut back off the file and
+      raised as :class:`JournalWriteError`; every later append fails the same way.
+    * The header records the run's ``settings`` (``--max-tokens``, the model) so that a
+      ``--resume`` with other settings is refused instead of mixing answers
+      (:func:`check_settings`).
 
 Output (written once every item has a record, atomically: temp file in the same directory,
 ``fsync``, ``rename``, ``fsync`` of the directory)
@@ -32,10 +40,14 @@ Output (written once every item has a record, atomically: temp file in the same 
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import fcntl
 import json
 import os
+import queue
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -43,11 +55,46 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from r1console.core.batch_input import BatchItem
-from r1console.core.errors import R1Error
+from r1console.core.errors import EXIT_ERROR, R1Error
 
 JOURNAL_MAGIC = "r1console-batch"
 JOURNAL_VERSION = 1
 OUTPUT_FORMATS = ("seed", "openai")
+
+
+class JournalWriteError(R1Error):
+    """The journal could not be written (disk full, I/O error, quota): nothing more may be sent.
+    What was recorded before is intact; ``--resume`` redoes the rest."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, path: Path, err: OSError, *, hint: str | None = None) -> None:
+        self.path = path
+        self.errno = err.errno
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = "the disk is full" if err.errno == errno.ENOSPC else "the disk quota is exhausted"
+        elif err.errno == errno.EFBIG:
+            what = "File too large (the file size limit, ulimit -f, was reached)"
+        else:
+            what = err.strerror or str(err)
+        super().__init__(f"{path}: cannot write the journal: {what}",
+                         hint=hint or "free some space, then run the same command with --resume: "
+                                      "finished requests are kept, the rest is sent again")
+
+
+def check_settings(path: str | Path, recorded: Mapping[str, Any] | None, current: Mapping[str, Any],
+                   unknown: Iterable[str] = ()) -> None:
+    """Refuse to resume a journal whose answers were made with other run settings. Keys in
+    ``unknown`` are not compared (e.g. the served model when the server was not asked)."""
+    if recorded is None:
+        return   # a journal from before settings were recorded: nothing to compare
+    skip = set(unknown)
+    diffs = [f"{key} {recorded.get(key)!r} (now {current.get(key)!r})"
+             for key in sorted((set(recorded) | set(current)) - skip) if recorded.get(key) != current.get(key)]
+    if diffs:
+        raise R1Error(f"{path}: its answers were made with other settings: {'; '.join(diffs)}",
+                      hint="resume with the same --max-tokens, --model and server, or write a new "
+                           "run to another -o OUTPUT (or delete the journal to start over)")
 
 
 def journal_path_for(output: str | Path) -> Path:
@@ -196,6 +243,12 @@ class Journal:
         self._fd: int | None = fd
         self.contents = contents
         self.appended = 0
+        self.fsyncs = 0
+        self._write = os.write          # tests replace it to simulate a full disk
+        self._error: JournalWriteError | None = None
+        self._queue: queue.SimpleQueue | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path, *, resume: bool, header: Mapping[str, Any] | None = None) -> Journal:
@@ -206,10 +259,17 @@ class Journal:
         """
         p = Path(path)
         try:
-            fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise R1Error(f"{p}: the journal is a symbolic link; refusing to follow it") from None
             raise R1Error(f"{p}: cannot open the journal: {err.strerror}") from None
         try:
+            try:
+                if os.fstat(fd).st_mode & 0o077:
+                    os.fchmod(fd, 0o600)      # one written by an older r1console under umask 022
+            except OSError:
+                pass
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -243,18 +303,99 @@ class Journal:
         return cls(p, fd, contents)
 
     def append(self, record: RequestRecord) -> None:
-        """Write one record and ``fsync`` it before returning."""
-        if self._fd is None:
-            raise RuntimeError("journal is closed")
-        data = _line(record.to_json())
-        written = 0
-        while written < len(data):
-            written += os.write(self._fd, data[written:])
-        os.fsync(self._fd)
+        """Write one record and ``fsync`` it before returning (blocking; see :meth:`append_async`)."""
+        self._commit([_line(record.to_json())])
         self.contents.records.append(record)
         self.appended += 1
 
+    def _commit(self, lines: list[bytes]) -> None:
+        """One ``write`` + ``fsync`` of ``lines``; on failure cut them off again and raise
+        :class:`JournalWriteError` (then and for every later call)."""
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            if self._fd is None:
+                raise RuntimeError("journal is closed")
+            data = b"".join(lines)
+            start = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                written = 0
+                while written < len(data):
+                    written += self._write(self._fd, data[written:])
+                os.fsync(self._fd)
+                self.fsyncs += 1
+            except OSError as err:
+                try:
+                    os.ftruncate(self._fd, start)   # no half record in the middle of the file
+                except OSError:
+                    pass
+                self._error = JournalWriteError(self.path, err)
+                raise self._error from None
+
+    def append_async(self, record: RequestRecord) -> asyncio.Future:
+        """Queue ``record`` for the writer thread; the future resolves once it is on disk
+        (``fsync``'d), or fails with :class:`JournalWriteError`. Call from the event loop."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        if self._error is not None:
+            fut.set_exception(self._error)
+            return fut
+        if self._thread is None:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._writer, name="r1c-journal", daemon=True)
+            self._thread.start()
+        assert self._queue is not None
+        self._queue.put((loop, fut, record, _line(record.to_json())))
+        return fut
+
+    def _writer(self) -> None:
+        assert self._queue is not None
+        q = self._queue
+        while True:
+            first = q.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while True:                       # everything queued meanwhile: one write, one fsync
+                try:
+                    nxt = q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            try:
+                self._commit([b[3] for b in batch])
+                error = None
+            except (JournalWriteError, RuntimeError) as err:
+                error = err
+            for loop, fut, record, _ in batch:
+                try:
+                    loop.call_soon_threadsafe(self._resolve, fut, record, error)
+                except RuntimeError:
+                    pass                      # the loop is closed: nobody waits any more
+            if stop:
+                return
+
+    def _resolve(self, fut: asyncio.Future, record: RequestRecord, error: BaseException | None) -> None:
+        if error is None:
+            self.contents.records.append(record)
+            self.appended += 1
+        if fut.done():
+            return
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error)
+
     def close(self) -> None:
+        if self._thread is not None:
+            assert self._queue is not None
+            self._queue.put(None)           # writes queued before this still happen
+            self._thread.join()
+            self._thread = None
         if self._fd is not None:
             os.close(self._fd)  # releases the flock
             self._fd = None

@@ -62,7 +62,9 @@ class Faults:
                         generated), for a ``drop_rate`` fraction of requests
     status_5xx_rate     answer this fraction of requests with ``status_5xx_code`` and vLLM's error body
     stall_s             pause the response this many wall seconds, for a ``stall_rate`` fraction, before the
-                        response starts (``stall_after_tokens`` 0) or after that many tokens
+                        response starts (``stall_after_tokens`` 0) or after that many tokens;
+                        ``stall_spread_s`` adds a uniform random 0..spread seconds per request (held
+                        streams that do not all end in the same instant)
     unhealthy           /health answers 503 (500 before vLLM 0.10) like a dead engine
     limit               fault at most this many more requests (None: no limit)
     """
@@ -72,6 +74,7 @@ class Faults:
     status_5xx_rate: float = 0.0
     status_5xx_code: int = 500
     stall_s: float = 0.0
+    stall_spread_s: float = 0.0
     stall_after_tokens: int = 0
     stall_rate: float = 1.0
     unhealthy: bool = False
@@ -106,8 +109,10 @@ class Faults:
         if isinstance(self.stall_after_tokens, bool) or not isinstance(self.stall_after_tokens, int) \
                 or self.stall_after_tokens < 0:
             raise ValueError(f"stall_after_tokens must be a non-negative integer, got {self.stall_after_tokens!r}")
-        if isinstance(self.stall_s, bool) or not isinstance(self.stall_s, (int, float)) or self.stall_s < 0:
-            raise ValueError(f"stall_s must be a non-negative number, got {self.stall_s!r}")
+        for name in ("stall_s", "stall_spread_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
         if isinstance(self.status_5xx_code, bool) or not isinstance(self.status_5xx_code, int) \
                 or not 500 <= self.status_5xx_code <= 599:
             raise ValueError(f"status_5xx_code must be 500-599, got {self.status_5xx_code!r}")
@@ -737,6 +742,8 @@ class SimServer:
         """Sleep, but notice a client that gives up meanwhile. ``ch``: the channel of a response
         whose disconnect watcher is already running (a connection has one reader at a time)."""
         self.faults_injected["stalled"] += 1
+        if self.faults.stall_spread_s > 0:
+            seconds += self._fault_rng.random() * self.faults.stall_spread_s
         loop = asyncio.get_running_loop()
         watcher = None
         if ch is None:
