@@ -51,6 +51,11 @@ class TransportLost(TransportError):
     """An established connection dropped (killed, network gone, keepalives unanswered)."""
 
 
+class ChannelRefused(TransportLost):
+    """The connection is up but the login node refused a new channel (sshd ``MaxSessions``, a
+    process limit on the login node). Retried with backoff like a drop, with its own message."""
+
+
 class TransportTimeout(RemoteError):
     """A remote command did not finish in time (e.g. slurmctld not answering)."""
 
@@ -536,5 +541,5 @@ async def _reconnect_with_backoff(transport: Transport, max_wait_s: float) -> No
 
 
 __all__ = ["DEFAULT_TIMEOUT", "FileFollower", "FollowReset", "PortForward", "Prompt", "PromptCallback", "RunResult",
-           "SESSION_PID", "Transport", "TransportError", "TransportLost", "TransportStats", "TransportTimeout",
+           "SESSION_PID", "ChannelRefused", "Transport", "TransportError", "TransportLost", "TransportStats", "TransportTimeout",
            "display_argv"]
