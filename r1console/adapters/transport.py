@@ -343,6 +343,7 @@ class FileFollower:
         self.on_reset = on_reset
         self.resets: list[FollowReset] = []
         self.inode: str | None = None
+        self.last_error: str | None = None   # why the last stream ended early (drop, refused channel)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._window = b""             # the last bytes handed out (<= _WINDOW) of this generation
         self._gen: AsyncIterator[bytes] | None = None
@@ -478,6 +479,7 @@ class FileFollower:
                         break  # restart in band (a new file, a read error): the next stream checks the file
             except TransportLost as err:
                 lost = err
+                self.last_error = err.message
                 self.reconnects += 1
             now = time.monotonic()
             if got_bytes:
