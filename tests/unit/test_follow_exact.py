@@ -199,3 +199,43 @@ async def test_rest_reads_to_the_end_with_the_same_checks(tr, tmp_path):
     follower.on_reset = resets.append
     got = b"".join([c async for c in follower.rest()])
     assert got == b"short" and [e.reason for e in resets] == ["truncated"]
+
+
+async def test_job_state_rides_out_a_slurmctld_pause(monkeypatch):
+    """M10: squeue timing out (slurmctld stopped) is retried until it answers or the deadline passes."""
+    from r1console.adapters import slurm_client as sc
+    from r1console.adapters.transport import TransportTimeout
+    from r1console.core.errors import RemoteError
+    from r1console.core.userconfig import ClusterSpec
+
+    calls = []
+    answers = [TransportTimeout("squeue did not finish within 30 s"),
+               RemoteError("squeue failed (exit 1)",
+                           stderr="slurm_load_jobs error: Unable to contact slurm controller (connect failure)"),
+               "ok"]
+
+    async def job_state(self, job_id):
+        calls.append(job_id)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(sc.SlurmClient, "job_state", job_state)
+    sleeps = []
+
+    async def fast_sleep(s):
+        sleeps.append(s)
+
+    monkeypatch.setattr(sc.asyncio, "sleep", fast_sleep)
+    client = sc.SlurmClient(LocalTransport(), ClusterSpec(name="c"))
+    said = []
+    assert await client.job_state_patiently("7", on_wait=said.append) == "ok"
+    assert len(calls) == 3 and sleeps == [2.0, 4.0] and len(said) == 1 and "retrying" in said[0]
+    # a job SLURM does not know is not waited for; nor is anything after the deadline
+    answers[:] = [sc.JobNotFound("job 8 is not known")]
+    with pytest.raises(sc.JobNotFound):
+        await client.job_state_patiently("8")
+    answers[:] = [TransportTimeout("squeue did not finish")]
+    with pytest.raises(TransportTimeout):
+        await client.job_state_patiently("9", give_up_at=time.monotonic() - 1)
