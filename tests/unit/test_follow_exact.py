@@ -239,3 +239,18 @@ async def test_job_state_rides_out_a_slurmctld_pause(monkeypatch):
     answers[:] = [TransportTimeout("squeue did not finish")]
     with pytest.raises(TransportTimeout):
         await client.job_state_patiently("9", give_up_at=time.monotonic() - 1)
+
+
+async def test_removed_then_recreated_is_one_new_generation(tr, tmp_path):
+    log = tmp_path / "job.out"
+    log.write_bytes(b"first\n")
+    r = Reader(tr.follow(str(log)))
+    await r.until(lambda: bytes(r.gens[0]) == b"first\n")
+    log.unlink()
+    await asyncio.sleep(1.2)                 # tail notices the file is gone, then waits for it
+    log.write_bytes(b"second file\n")
+    await r.until(lambda: len(r.gens) == 2 and bytes(r.gens[1]) == b"second file\n")
+    await asyncio.sleep(0.6)
+    await r.close()
+    assert [bytes(g) for g in r.gens] == [b"first\n", b"second file\n"]
+    assert [e.reason for e in r.resets] == ["replaced"]
