@@ -52,6 +52,7 @@ class JobWatch:
         self.tok_s: deque[float] = deque(maxlen=120)  # generation tokens/s, one point per scrape
         self.server_error: str | None = None
         self.log_paths: dict[str, str | None] = {s: None for s in STREAMS}
+        self.resets: dict[str, int] = {s: 0 for s in STREAMS}  # times a log started over (requeue)
 
     # ---- state -----------------------------------------------------------------------------
     def snapshot(self) -> LifecycleState:
@@ -117,7 +118,15 @@ class JobWatch:
                                       f"(head and tail shown) …\n")
             skip_to_newline = True
             notify(f"log-{stream}")
-        follower = self.session.follow(path, offset)
+        def restarted(event) -> None:
+            # a requeue truncated the log (or it was replaced): mark it and parse the new run afresh
+            nonlocal skip_to_newline
+            self.buffers[stream].feed(f"\n[r1console] ── {event.describe()} ──\n")
+            self.parsers[stream] = LogParser(stream)
+            skip_to_newline = False
+            self.resets[stream] += 1
+
+        follower = self.session.follow(path, offset, on_reset=restarted)
         try:
             async for chunk in follower:
                 shown = None

@@ -86,8 +86,8 @@ class ClusterSession:
         info = await self.slurm.job(job_id)
         return self.slurm.log_path(info, stream, dep)
 
-    def follow(self, path: str, offset: int = 0) -> FileFollower:
-        return self.slurm.follow(path, offset)
+    def follow(self, path: str, offset: int = 0, *, on_reset=None) -> FileFollower:
+        return self.slurm.follow(path, offset, on_reset=on_reset)
 
     # ---- the server ------------------------------------------------------------------------
     @contextlib.asynccontextmanager

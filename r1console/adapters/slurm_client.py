@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from r1console.adapters import deployments
 from r1console.adapters.deployments import Deployment
-from r1console.adapters.transport import DEFAULT_TIMEOUT, FileFollower, RunResult, Transport
+from r1console.adapters.transport import (DEFAULT_TIMEOUT, FileFollower, FollowReset, RunResult, Transport,
+                                          TransportError, TransportLost, TransportTimeout)
 from r1console.core import slurm_json
 from r1console.core.errors import R1Error, RemoteError
 from r1console.core.nvidia_smi import NodeGpus, NvidiaSmiParseError, nvidia_smi_argv, parse_labelled
@@ -87,6 +89,23 @@ def load_profile_for_cluster(ref: str, spec: ClusterSpec, *, overrides: Sequence
     if extra:
         loaded = load_profile(ref, dirs=dirs, overrides=[*overrides, *extra])
     return loaded
+
+
+#: What SLURM clients print while slurmctld is stopped, restarting or overloaded (they exit 1).
+_CTLD_UNREACHABLE = re.compile(r"Unable to contact slurm controller|Socket timed out|Zero Bytes were transmitted"
+                               r"|Connection refused|Communication connection failure|Transport endpoint"
+                               r"|temporarily unable|Resource temporarily unavailable", re.IGNORECASE)
+
+
+def is_transient(err: BaseException) -> bool:
+    """A failure worth waiting out: the SSH link or slurmctld is down for a while (M10)."""
+    if isinstance(err, TransportTimeout):
+        return True
+    if isinstance(err, TransportError):
+        return err.transient or isinstance(err, TransportLost)
+    if isinstance(err, RemoteError) and not isinstance(err, (JobNotFound, JobStateError)):
+        return bool(_CTLD_UNREACHABLE.search(err.stderr or "") or _CTLD_UNREACHABLE.search(err.message))
+    return False
 
 
 def deployment_id_for(profile_name: str, now: datetime | None = None) -> str:
@@ -240,6 +259,30 @@ class SlurmClient:
         raise JobNotFound(f"job {job_id} is not known to SLURM on {self.cluster_name} "
                           "(not in squeue, not in the accounting history)",
                           hint="check the id with `r1console status`")
+
+    async def job_state_patiently(self, job_id: str, *, give_up_at: float | None = None,
+                                  on_wait: Callable[[str], None] | None = None) -> JobInfo:
+        """:meth:`job_state`, riding out a slurmctld pause or an SSH drop (M10): transient
+        failures are retried with backoff (2 s doubling to 15 s) until ``give_up_at``
+        (``time.monotonic()``; None = for ever), telling ``on_wait`` once per failure streak.
+        A job that is not known, or any other error, is raised at once."""
+        delay = 2.0
+        told = False
+        while True:
+            try:
+                return await self.job_state(job_id)
+            except R1Error as err:
+                if not is_transient(err):
+                    raise
+                left = None if give_up_at is None else give_up_at - time.monotonic()
+                if left is not None and left <= 0:
+                    raise
+                if on_wait is not None and not told:
+                    on_wait(f"cannot get job {job_id}'s state from {self.cluster_name} "
+                            f"({str(err).splitlines()[0][:200]}); retrying")
+                    told = True
+                await asyncio.sleep(delay if left is None else max(0.0, min(delay, left)))
+                delay = min(delay * 2, 15.0)
 
     async def job(self, job_id: str) -> JobInfo:
         """Full details: ``scontrol show job -o`` (BatchHost, NodeList, WorkDir, StdOut/StdErr),
@@ -413,15 +456,19 @@ class SlurmClient:
         return int(text) if is_ascii_int(text) else None
 
     async def read_from(self, path: str, offset: int = 0, *, max_bytes: int = 64 * 1024 * 1024) -> bytes:
-        """The file from byte ``offset`` to its current end (one command)."""
-        result = await self.transport.run(["tail", "-c", f"+{offset + 1}", "--", path], timeout=max(self.timeout, 60))
+        """The file from byte ``offset`` to its current end, at most ``max_bytes`` (one command;
+        the cut happens on the cluster, so only what is kept crosses the link — L4)."""
+        result = await self.transport.run(["sh", "-c", '[ -r "$2" ] || { echo "$2: cannot read" >&2; exit 1; }; '
+                                           'tail -c +"$1" -- "$2" | head -c "$3"', "sh",
+                                           str(offset + 1), path, str(max_bytes)], timeout=max(self.timeout, 60))
         if not result.ok:
             raise RemoteError(f"cannot read {path} on {self.cluster_name}", stderr=result.stderr,
                               returncode=result.returncode)
         return result.raw_stdout[:max_bytes]
 
-    def follow(self, path: str, offset: int = 0) -> FileFollower:
-        return self.transport.follow(path, offset)
+    def follow(self, path: str, offset: int = 0, *,
+               on_reset: Callable[[FollowReset], None] | None = None) -> FileFollower:
+        return self.transport.follow(path, offset, on_reset=on_reset)
 
 
 def remember_batch_host(dep: Deployment | None, info: JobInfo) -> Deployment | None:

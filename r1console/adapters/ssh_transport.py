@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import getpass
 import os
@@ -31,6 +32,7 @@ from r1console.adapters.transport import (
     FOLLOW_CHUNK,
     SESSION_PID,
     ArgvItem,
+    ChannelRefused,
     PortForward,
     Prompt,
     PromptCallback,
@@ -331,7 +333,8 @@ class SSHTransport(Transport):
             self._conn.abort()
 
     # ---- commands --------------------------------------------------------------------------
-    def command_line(self, argv: Sequence[ArgvItem], timeout: float | None = None) -> str:
+    def posix_line(self, argv: Sequence[ArgvItem], timeout: float | None = None) -> str:
+        """The command as a POSIX sh line: every element ``shlex.quote``d."""
         prefix: list[str] = []
         if self.spec.env:
             prefix += ["env", *(f"{k}={v}" for k, v in self.spec.env.items())]
@@ -340,6 +343,21 @@ class SSHTransport(Transport):
         words = [shlex.quote(p) for p in prefix]
         words += ['--pid="$PPID"' if a is SESSION_PID else shlex.quote(str(a)) for a in argv]
         return " ".join(words)
+
+    def command_line(self, argv: Sequence[ArgvItem], timeout: float | None = None) -> str:
+        """What sshd hands to the user's LOGIN shell (bash, dash, zsh, tcsh, fish...): always
+        ``exec /bin/sh -c '<posix line>'``, so only /bin/sh parses our quoting (M11).
+
+        Single quotes are literal in every one of those shells except for ``\\`` and ``\'``
+        (fish), ``!`` (csh history) and a newline (csh); a line with any of them travels as
+        base64 (``eval "$(echo … | base64 -d)"``, itself free of them). ``exec`` keeps $PPID the
+        sshd session process, which ``SESSION_PID`` relies on.
+        """
+        line = self.posix_line(argv, timeout)
+        if any(c in line for c in "\\!\n\r"):
+            code = base64.b64encode(line.encode("utf-8", "surrogateescape")).decode("ascii")
+            line = f'eval "$(echo {code} | base64 -d)"'
+        return "exec /bin/sh -c " + shlex.quote(line)
 
     async def run(self, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, stdin: bytes | None = None,
                   retry_on_drop: bool = True) -> RunResult:
@@ -373,7 +391,13 @@ class SSHTransport(Transport):
                     out = result.stdout if isinstance(result.stdout, bytes) else (result.stdout or "").encode()
                     return RunResult(tuple(argv), rc, out.decode("utf-8", "replace"), _text(result.stderr),
                                      out, elapsed)
-            # the connection dropped under this command
+            # the connection dropped under this command (or sshd refused the channel)
+            if isinstance(lost, asyncssh.ChannelOpenError) and not conn.is_closed():
+                if attempt == 0 and retry_on_drop:
+                    await asyncio.sleep(1.0)
+                    continue
+                raise ChannelRefused(_refused(self.label, lost) + f" (running `{display_argv(argv)}`)",
+                                     hint=_REFUSED_HINT)
             if attempt == 0 and retry_on_drop:
                 await _reconnect_with_backoff(self, 30.0)
                 continue
@@ -388,6 +412,10 @@ class SSHTransport(Transport):
         self.stats.streams += 1
         try:
             proc = await conn.create_process(cmdline, encoding=None, stdin=asyncssh.DEVNULL)
+        except asyncssh.ChannelOpenError as err:
+            if not conn.is_closed():
+                raise ChannelRefused(_refused(self.label, err), hint=_REFUSED_HINT) from None
+            raise TransportLost(f"connection to {self.label} lost: {err}") from None
         except _DROP_ERRORS as err:
             raise TransportLost(f"connection to {self.label} lost: {err}") from None
 
@@ -466,6 +494,14 @@ async def _pipe(reader, writer) -> None:
         with contextlib.suppress(Exception):
             if writer.can_write_eof():
                 writer.write_eof()
+
+
+_REFUSED_HINT = ("too many sessions at once on one connection? sshd's MaxSessions (default 10) "
+                 "or a process limit on the login node")
+
+
+def _refused(label: str, err: Exception) -> str:
+    return f"{label}: the login node refused a new SSH channel ({err})"
 
 
 def _text(value) -> str:

@@ -2,7 +2,10 @@
 
 ``--follow`` streams the file over one SSH channel (``tail -F`` from a byte offset, not polling),
 survives a dropped connection (reconnect with backoff, resume at the exact byte), polls the job
-state once per ``--interval`` and stops, after printing the rest, once the job has ended.
+state once per ``--interval`` and stops, after printing the rest, once the job has ended. A file
+that starts over (requeue truncates the .out; ``mv`` + recreate) is marked — a ``==> … <==`` line
+on stderr, or a JSON record with ``"event": "reset"`` — and followed again from its byte 0: no
+byte is printed twice or skipped. A slurmctld that stops answering does not end the follow.
 """
 
 from __future__ import annotations
@@ -41,6 +44,18 @@ class _Out:
         self.stream = stream
         self.offset = offset
 
+    def reset(self, event) -> None:
+        """The file started over (FollowReset): offsets count from 0 again."""
+        if self.json:
+            sys.stdout.write(json.dumps({"stream": self.stream, "event": "reset", "reason": event.reason,
+                                         "old_offset": event.old_offset, "offset": 0,
+                                         "generation": event.generation}) + "\n")
+            sys.stdout.flush()
+        else:
+            sys.stdout.flush()
+            stderr(f"==> {event.describe()} <==")
+        self.offset = 0
+
     def write(self, data: bytes) -> None:
         if not data:
             return
@@ -71,7 +86,7 @@ async def _path_when_known(client: SlurmClient, job_id: str, stream: str, dep, i
             raise JobStateError(f"job {job_id} is {info.state}" + (f" ({info.reason})" if info.reason else "")
                                 + ": no log yet", hint=f"r1console logs {job_id} --follow waits for it")
         await asyncio.sleep(interval)
-        info = await client.job_state(job_id)
+        info = await client.job_state_patiently(job_id, on_wait=lambda text: stderr(f"r1console: {text}"))
 
 
 @clean_errors
@@ -93,17 +108,20 @@ async def run(args: argparse.Namespace) -> int:
             return 0
         if not args.json:
             stderr(f"==> {path} <==")
-        follower = client.follow(path, args.offset)
+        follower = client.follow(path, args.offset, on_reset=out.reset)
 
         async def pump() -> None:
             async for chunk in follower:
                 out.write(chunk)
 
+        def waiting(text: str) -> None:
+            stderr(f"r1console: {text} (the follow goes on)")
+
         async def until_ended() -> JobInfo:
             state = info
             while not state.is_finished:
                 await asyncio.sleep(args.interval)
-                state = await client.job_state(args.job_id)
+                state = await client.job_state_patiently(args.job_id, on_wait=waiting)
             return state
 
         pump_task = asyncio.create_task(pump())
@@ -120,8 +138,11 @@ async def run(args: argparse.Namespace) -> int:
                     await task
             await follower.aclose()
         # the job ended: print whatever the follow had not delivered yet, from the exact byte
+        # (same file checks as the follow: a file that started over is marked, not mixed)
         if await client.file_size(path) is not None:
-            out.write(await client.read_from(path, follower.offset))
+            async with contextlib.aclosing(follower.rest()) as rest:
+                async for chunk in rest:
+                    out.write(chunk)
         if not args.json:
             stderr(f"==> job {args.job_id} ended: {final.state} <==")
     return 0

@@ -5,7 +5,10 @@ polling) through the lifecycle stage machine and, once the job runs, asks the se
 the SSH forward: ``/health`` and one tiny completion (vLLM can pass /health and die on its first
 request). It fails early, with the reason, when the job ends or a known fatal error is logged.
 
-Exit codes: 0 reached; 1 the job cannot get there any more (ended, failed, unknown); 3 timeout.
+A slurmctld that stops answering (or an SSH drop) is waited out until ``--timeout``.
+
+Exit codes: 0 reached; 1 the job cannot get there any more (ended, failed, unknown); 3 timeout;
+5 the cluster (SSH or slurmctld) stayed unreachable until the timeout.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import contextlib
 import time
 
 from r1console.adapters.reach import open_server
-from r1console.adapters.slurm_client import JobStateError, SlurmClient, remember_batch_host
+from r1console.adapters.slurm_client import JobStateError, SlurmClient, is_transient, remember_batch_host
 from r1console.commands._jobs import add_cluster_flags, clean_errors, emit, job_dict, resolve_cluster, \
     slurm_session, stderr
-from r1console.core.errors import R1Error
+from r1console.core.errors import EXIT_CLUSTER, R1Error
 from r1console.core.slurm_parse import JobInfo
 
 GOALS = ("running", "ready", "end")
@@ -27,6 +30,21 @@ GOALS = ("running", "ready", "end")
 
 class WaitTimeout(R1Error):
     exit_code = 3
+
+
+class ClusterUnreachable(R1Error):
+    exit_code = EXIT_CLUSTER
+
+
+async def _state(client: SlurmClient, job_id: str, deadline: float | None, progress) -> JobInfo:
+    """One state check that rides out transient failures until the deadline (M10)."""
+    try:
+        return await client.job_state_patiently(job_id, give_up_at=deadline, on_wait=progress.show)
+    except R1Error as err:
+        if is_transient(err):
+            raise ClusterUnreachable(f"job {job_id}: the cluster did not answer until the timeout: "
+                                     f"{str(err).splitlines()[0]}", hint=err.hint) from None
+        raise
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +84,7 @@ async def run(args: argparse.Namespace) -> int:
         return None if deadline is None else deadline - time.monotonic()
 
     async with slurm_session(spec, args) as (transport, client):
-        info = await client.job_state(args.job_id)
+        info = await _state(client, args.job_id, deadline, progress)
         while True:
             progress.show(f"job {args.job_id}: {_describe(info)}")
             if args.goal == "end" and info.is_finished:
@@ -92,7 +110,7 @@ async def run(args: argparse.Namespace) -> int:
                 raise WaitTimeout(f"job {args.job_id} is still {_describe(info)} after {args.timeout:g} s "
                                   f"(waiting for {args.goal})")
             await asyncio.sleep(args.interval if left is None else max(0.0, min(args.interval, left)))
-            info = await client.job_state(args.job_id)
+            info = await _state(client, args.job_id, deadline, progress)
     emit(args, job_dict(info, dep), f"job {args.job_id}: {_describe(info)}")
     return 0
 
@@ -151,10 +169,14 @@ async def _wait_ready(client: SlurmClient, transport, dep, info: JobInfo, args, 
         path = client.log_path(info, stream, dep)
         if not path:
             return
-        parser = LogParser(stream)
-        follower = followers[stream] = client.follow(path, 0)
+        parser = [LogParser(stream)]
+
+        def restarted(event) -> None:  # a requeue truncated the log: a new run's log from byte 0
+            parser[0] = LogParser(stream)
+
+        follower = followers[stream] = client.follow(path, 0, on_reset=restarted)
         async for chunk in follower:
-            feed(stream, parser, chunk)
+            feed(stream, parser[0], chunk)
 
     for stream in ("out", "err"):
         tasks.append(asyncio.create_task(follow(stream)))
@@ -195,7 +217,8 @@ async def _wait_ready(client: SlurmClient, transport, dep, info: JobInfo, args, 
                 raise WaitTimeout(f"job {dep.job_id} is not ready after {args.timeout:g} s "
                                   f"(stage {snap.stage.value}{': ' + snap.detail if snap.detail else ''})")
             await asyncio.sleep(args.interval if left is None else max(0.0, min(args.interval, left)))
-            info = await client.job_state(dep.job_id)
+            info = await _state(client, dep.job_id, None if remaining() is None else time.monotonic() + remaining(),
+                                progress)
     finally:
         for task in tasks:
             task.cancel()

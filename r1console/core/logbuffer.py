@@ -8,6 +8,11 @@ ANSI colour codes are removed (the pane draws its own styles).
 
 Line numbers are absolute (counted since the start of the stream), so a search hit stays
 valid while old lines are dropped.
+
+Memory is bounded in characters too (M8): a stored line keeps its first ``max_line_chars``
+characters plus a ``…[N more characters]`` note (vLLM can log whole prompts on one line), the
+unfinished line keeps at most its last 10,000 (where a ``\r`` rewrite lands), and
+the oldest lines go once all stored lines exceed ``max_chars``.
 """
 
 from __future__ import annotations
@@ -54,13 +59,41 @@ class SearchResult:
         return len(self.matches)
 
 
+MAX_LINE_CHARS = 8 * 1024
+MAX_CHARS = 64 * 1024 * 1024
+
+
 class LogBuffer:
-    def __init__(self, max_lines: int = 50_000) -> None:
+    def __init__(self, max_lines: int = 50_000, *, max_line_chars: int = MAX_LINE_CHARS,
+                 max_chars: int = MAX_CHARS) -> None:
         self.max_lines = max_lines
-        self._lines: deque[str] = deque(maxlen=max_lines)
+        self.max_line_chars = max_line_chars
+        self.max_chars = max_chars
+        self._lines: deque[str] = deque()
         self._first = 0  # absolute number of self._lines[0]
         self._partial = ""
+        self._partial_cut = 0  # characters dropped from the front of the unfinished line
+        self._chars = 0        # sum of len() of the stored lines
         self.bytes_seen = 0
+        self.lines_cut = 0     # lines stored shortened
+
+    def _clip(self, line: str, dropped: int = 0) -> str:
+        if len(line) + dropped <= self.max_line_chars:
+            return line
+        self.lines_cut += 1
+        more = len(line) + dropped - self.max_line_chars
+        return line[:self.max_line_chars] + f" …[{more} more characters]"
+
+    def _append(self, line: str) -> None:
+        self._lines.append(line)
+        self._chars += len(line)
+        while self._lines and (len(self._lines) > self.max_lines or self._chars > self.max_chars):
+            self._chars -= len(self._lines.popleft())
+            self._first += 1
+
+    @property
+    def chars_stored(self) -> int:
+        return self._chars + len(self._partial)
 
     # ---- writing ---------------------------------------------------------------------------
     def feed(self, text: str) -> int:
@@ -69,21 +102,27 @@ class LogBuffer:
         text = _ANSI.sub("", text)
         parts = text.split("\n")
         added = 0
+        keep = max(10_000, self.max_line_chars)
         for i, part in enumerate(parts):
-            current = _compact(self._partial + part)
+            joined = self._partial + part
+            current = _compact(joined)
+            if len(current) < len(joined) and "\r" in joined[:len(joined) - len(current)]:
+                self._partial_cut = 0  # a carriage return rewound the line: what was cut is overwritten
             if i < len(parts) - 1:
-                line = _visible(current)
-                if self._lines and _same_bar(self._lines[-1], line):
-                    self._lines[-1] = line
-                    self._partial = ""
-                    continue
-                if len(self._lines) == self.max_lines:
-                    self._first += 1
-                self._lines.append(line)
+                line = self._clip(_visible(current), self._partial_cut)
+                self._partial_cut = 0
                 self._partial = ""
+                if self._lines and _same_bar(self._lines[-1], line):
+                    self._chars += len(line) - len(self._lines[-1])
+                    self._lines[-1] = line
+                    continue
+                self._append(line)
                 added += 1
             else:
-                self._partial = current[-10_000:]  # a line that never ends must not grow forever
+                if len(current) > keep:  # a line that never ends must not grow forever
+                    self._partial_cut += len(current) - keep
+                    current = current[-keep:]
+                self._partial = current
         return added
 
     def feed_bytes(self, data: bytes) -> int:

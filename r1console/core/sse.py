@@ -18,6 +18,10 @@ events, following the WHATWG "event stream interpretation" rules:
   (:attr:`SSEParser.truncated` tells whether such a fragment was left, which is how a cut
   stream shows up).
 
+Bounded (L8): a line longer than ``max_line`` (1 MiB) or an event whose data exceeds
+``max_event`` (16 MiB) raises :class:`SSELimitError` (a ProtocolError: the server is broken), and
+an unfinished line is scanned only once, however many pieces it arrives in.
+
 Pure: no I/O. Used by the vLLM client and, later, the batch runner.
 """
 
@@ -27,8 +31,15 @@ import codecs
 from dataclasses import dataclass
 
 from r1console.core.textnum import is_ascii_int
+from r1console.core.api_errors import ProtocolError
 
 DONE = "[DONE]"
+MAX_LINE = 1 << 20
+MAX_EVENT = 16 << 20
+
+
+class SSELimitError(ProtocolError):
+    """The event stream broke a size limit: a line or an event too long for any real server."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +67,13 @@ class SSEParser:
     [SSEEvent(data='{"a": 1}', event='message', id=None, retry=None), SSEEvent(data='[DONE]', event='message', id=None, retry=None)]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_line: int = MAX_LINE, max_event: int = MAX_EVENT) -> None:
+        self.max_line = max_line
+        self.max_event = max_event
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""           # text not yet split into complete lines
+        self._scanned = 0           # how much of _buffer is known to hold no line ending
+        self._data_chars = 0        # size of the data lines of the event being built
         self._started = False       # BOM check done
         self._data: list[str] = []  # data lines of the event being built
         self._event_type = ""
@@ -78,7 +93,13 @@ class SSEParser:
             if text.startswith("\ufeff"):
                 text = text[1:]
         self._buffer += text
-        return self._drain()
+        if len(self._buffer) - self._scanned <= 0:
+            return []
+        events = self._drain()
+        if len(self._buffer) > self.max_line:
+            raise SSELimitError(f"the event stream sent a line longer than {self.max_line} characters "
+                                "without a line ending: not a well-formed server")
+        return events
 
     def close(self) -> list[SSEEvent]:
         """End of stream: returns the events that the end completes (a final lone CR is a line
@@ -94,6 +115,7 @@ class SSEParser:
             events = self._drain()
         self.truncated = bool(self._buffer) or self._has_fields
         self._buffer = ""
+        self._scanned = 0
         self._reset_event()
         return events
 
@@ -104,9 +126,12 @@ class SSEParser:
         buf = self._buffer
         start = 0
         n = len(buf)
+        # the unfinished line left by the last feed had no line ending: start looking after it
+        scan_from = max(0, self._scanned - 1)  # a kept trailing CR is looked at again
         while start < n:
-            lf = buf.find("\n", start)
-            cr = buf.find("\r", start)
+            lf = buf.find("\n", max(start, scan_from))
+            cr = buf.find("\r", max(start, scan_from))
+            scan_from = 0
             if lf < 0 and cr < 0:
                 break
             if cr >= 0 and (lf < 0 or cr < lf):
@@ -123,6 +148,7 @@ class SSEParser:
             if event is not None:
                 events.append(event)
         self._buffer = buf[start:]
+        self._scanned = len(self._buffer)
         return events
 
     def _line(self, line: str) -> SSEEvent | None:
@@ -135,6 +161,10 @@ class SSEParser:
             value = value[1:]
         self._has_fields = True
         if field == "data":
+            self._data_chars += len(value) + 1
+            if self._data_chars > self.max_event:
+                raise SSELimitError(f"an event of the stream is larger than {self.max_event} characters: "
+                                    "not a well-formed server")
             self._data.append(value)
         elif field == "event":
             self._event_type = value
@@ -161,6 +191,7 @@ class SSEParser:
 
     def _reset_event(self) -> None:
         self._data = []
+        self._data_chars = 0
         self._event_type = ""
         self._has_fields = False
 

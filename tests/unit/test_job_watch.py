@@ -31,8 +31,8 @@ class LocalLogSession:
     async def log_path(self, job_id, stream):
         return self.paths[stream]
 
-    def follow(self, path, offset=0):
-        return self.transport.follow(path, offset)
+    def follow(self, path, offset=0, *, on_reset=None):
+        return self.transport.follow(path, offset, on_reset=on_reset)
 
 
 async def test_huge_log_reads_head_and_tail_only(tmp_path):
@@ -66,3 +66,35 @@ async def test_huge_log_reads_head_and_tail_only(tmp_path):
     after = lines[lines.index(skipped[0]) + 1]
     assert after.startswith('INFO:     10.0.0.5') and after.endswith("200 OK")  # a whole line, not a fragment
     assert sum(len(line) + 1 for line in lines) < 200 * 1024  # far less than the 4 MB file
+
+
+async def test_requeue_truncating_the_log_is_marked_in_the_pane_and_parsed_afresh(tmp_path):
+    out = tmp_path / "job.node1.8.out"
+    err = tmp_path / "job.node1.8.err"
+    run1 = b"INFO 06-03 21:40:00 [api_server.py:1043] vLLM API server version 0.8.5.post1\nrun 1 line\n"
+    out.write_bytes(run1)
+    err.write_bytes(b"")
+    session = LocalLogSession({"out": str(out), "err": str(err)})
+    watch = JobWatch(session, "8")
+    task = asyncio.create_task(watch.follow_log("out", lambda _: None))
+    try:
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if "run 1 line" in watch.buffers["out"].lines():
+                break
+        out.write_bytes(b"")                             # SLURM requeue: the .out starts over
+        await asyncio.sleep(1.2)
+        with open(out, "ab") as fh:
+            fh.write(b"run 2 line\n")
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if "run 2 line" in watch.buffers["out"].lines():
+                break
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    lines = [line for line in watch.buffers["out"].lines() if line]
+    assert len(lines) == 4 and lines[1] == "run 1 line" and lines[3] == "run 2 line"  # each run once
+    assert lines[2].startswith("[r1console] ──") and "was truncated (after byte 88)" in lines[2]
+    assert watch.resets["out"] == 1

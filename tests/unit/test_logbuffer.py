@@ -57,3 +57,37 @@ def test_progress_bar_updates_collapse_to_one_line():
                            "INFO loaded"]
     buf.feed("Other bar:  50% Completed | 1/2 [00:01<00:01]\n")  # a different bar is a new line
     assert len(buf.lines()) == 4
+
+
+def test_long_lines_are_stored_shortened_with_their_length():
+    buf = LogBuffer(max_line_chars=100)
+    buf.feed("p" * 250 + "\nshort\n")
+    first, second = buf.lines()
+    assert first == "p" * 100 + " …[150 more characters]" and second == "short"
+    assert buf.lines_cut == 1
+
+
+def test_a_line_longer_than_the_partial_window_still_reports_its_whole_length():
+    buf = LogBuffer(max_line_chars=100)
+    for _ in range(10):
+        buf.feed("q" * 5_000)             # 50,000 characters, never more than 10,000 kept
+        assert buf.chars_stored <= 10_000 + 200
+    buf.feed("\n")
+    assert buf.lines() == ["q" * 100 + " …[49900 more characters]"]
+
+
+def test_total_characters_are_bounded_oldest_lines_dropped():
+    buf = LogBuffer(max_lines=1_000_000, max_line_chars=8 * 1024, max_chars=256 * 1024)
+    line = "L" * 60_000 + "\n"            # the audit's case: 60 kB lines (vLLM logging prompts)
+    for _ in range(300):                   # 18 MB fed
+        buf.feed(line)
+    assert buf.chars_stored <= 256 * 1024
+    assert buf.end == 300 and buf.first_line == buf.end - len(buf.lines())   # numbering stays absolute
+    assert buf.line(buf.end - 1).endswith("more characters]")
+
+
+def test_progress_bar_rewrites_keep_the_count_right():
+    buf = LogBuffer(max_chars=10_000)
+    for i in range(1000):
+        buf.feed(f"Loading safetensors checkpoint shards: {i % 100:3d}% Completed | {i}/163\r\n")
+    assert len(buf.lines()) == 1 and buf.chars_stored == len(buf.lines()[0])

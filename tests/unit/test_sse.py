@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -123,3 +124,49 @@ def test_any_chunking_of_any_stream(datas, newline, cuts):
     expected = [d for d in datas]
     assert [e.data for e in events] == expected
     assert leftover is False
+
+
+def test_a_line_without_end_is_capped_not_buffered_for_ever():
+    from r1console.core.sse import SSELimitError
+
+    parser = SSEParser(max_line=1000)
+    parser.feed(b"data: " + b"x" * 900)
+    with pytest.raises(SSELimitError, match="longer than 1000"):
+        parser.feed(b"y" * 200)
+
+
+def test_an_event_of_many_data_lines_is_capped():
+    from r1console.core.sse import SSELimitError
+
+    parser = SSEParser(max_event=10_000)
+    with pytest.raises(SSELimitError, match="larger than 10000"):
+        for _ in range(200):
+            parser.feed(b"data: " + b"z" * 100 + b"\n")
+
+
+def test_a_long_line_in_many_pieces_is_scanned_once(monkeypatch):
+    """L8: the unfinished line used to be re-scanned from its start on every feed (O(n^2) CPU)."""
+    parser = SSEParser()
+    scanned = 0
+    real = SSEParser._drain
+
+    def counting(self):
+        nonlocal scanned
+        scanned += len(self._buffer) - max(0, self._scanned - 1)
+        return real(self)
+
+    monkeypatch.setattr(SSEParser, "_drain", counting)
+    parser.feed(b"data: ")
+    for _ in range(4_000):              # a 256 kB line in 64-byte pieces, then its end
+        parser.feed(b"q" * 64)
+    events = parser.feed(b"\n\n")
+    assert [e.data for e in events] == ["q" * 256_000]
+    assert scanned < 2 * 256_000        # each character looked at about once (was ~33 million)
+
+
+def test_crlf_split_across_feeds_after_a_long_unfinished_line():
+    parser = SSEParser()
+    assert parser.feed(b"data: " + b"a" * 5000) == []
+    assert parser.feed(b"\r") == []
+    events = parser.feed(b"\n\r\n")
+    assert [e.data for e in events] == ["a" * 5000]

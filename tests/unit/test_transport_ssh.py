@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 
 import asyncssh
 import pytest
@@ -95,7 +96,9 @@ async def test_two_factor_prompts_go_to_the_callback(tmp_path):
         prompt = Recorder(["pw", "123456"])
         async with SSHTransport(spec(tmp_path, port, known_hosts(tmp_path, (port, key))), prompt) as tr:
             result = await tr.run(["echo", "a b"])
-        assert result.stdout.endswith("echo 'a b'\n")  # every argv element shlex-quoted
+        outer = shlex.split(result.stdout.removeprefix("ran: "))
+        assert outer[:3] == ["exec", "/bin/sh", "-c"]                  # the login shell only execs sh
+        assert outer[3].endswith("echo 'a b'")  # every argv element shlex-quoted
         [(title, instructions, prompts)] = prompt.calls
         assert title == "Two-factor login" and "code from your phone" in instructions
         assert prompts == [Prompt("Password: ", False), Prompt("Verification code: ", True)]
