@@ -38,6 +38,12 @@ class ConfigError(R1Error):
         super().__init__("\n".join(self.problems), hint=hint)
 
 
+class ClusterError(R1Error):
+    """The cluster cannot be chosen or reached (an unknown --cluster name, for one)."""
+
+    exit_code = EXIT_CLUSTER
+
+
 class RemoteError(R1Error):
     """A command on the cluster failed; carries its own stderr."""
 
