@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -39,31 +41,39 @@ def served(tmp_path):
     """`r1console serve-web --demo` on a free port; yields (process, URL with token)."""
     env = dict(os.environ, R1CONSOLE_CONFIG=str(tmp_path / "none.yaml"), R1CONSOLE_STATE_DIR=str(tmp_path / "state"),
                TMPDIR=str(tmp_path))
+    errlog = open(tmp_path / "serve-web.err", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "r1console", "serve-web", "--demo"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=errlog, text=True, start_new_session=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     try:
-        url = None
+        url, seen = None, []
         deadline = time.monotonic() + 30
-        lines = []
         while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
                 break
-            lines.append(line)
+            seen.append(line)
             match = re.search(r"(http://127\.0\.0\.1:\d+/\?token=[\w-]+)", line)
             if match:
                 url = match.group(1)
-        assert url, f"serve-web printed no URL: {lines!r} {proc.stderr.read() if proc.poll() is not None else ''}"
-        yield proc, url
-    finally:
+        assert url, f"serve-web printed no URL within 30 s: {seen!r}; stderr: {(tmp_path / 'serve-web.err').read_text()}"
+        spawned: list[psutil.Process] = []
+        yield proc, url, spawned
         proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+        gone, alive = psutil.wait_procs(spawned, timeout=15)
+        assert alive == [], f"console processes left running after serve-web stopped: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            stream.close()
+        errlog.close()
 
 
 def console_children(proc: subprocess.Popen) -> list[psutil.Process]:
@@ -71,11 +81,14 @@ def console_children(proc: subprocess.Popen) -> list[psutil.Process]:
 
 
 async def test_serve_web_in_headless_chromium(served):
-    proc, url = served
+    proc, url, spawned = served
     base = url.split("/?token=")[0]
     token = url.split("token=")[1]
     out = artefact_dir()
     print(f"\nserve-web artefacts: {out}")
+
+    listening = [c.laddr for c in psutil.Process(proc.pid).net_connections(kind="inet") if c.status == "LISTEN"]
+    assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
 
     # Without the token: refused, on the page and on the websocket, and nothing starts.
     async with aiohttp.ClientSession() as http:
@@ -108,7 +121,8 @@ async def test_serve_web_in_headless_chromium(served):
             # With the token: the page loads, its websocket starts the demo console.
             await page.call("Page.navigate", url=url)
             await page.wait_text(r"QUEUED|STARTING|LOADING|READY", timeout=60)  # the demo opens its job
-            assert len(console_children(proc)) >= 1
+            spawned += console_children(proc)
+            assert spawned, "no console process started for the browser session"
             shown = await page.evaluate(
                 "new Promise(r => { const t0 = Date.now(); const f = () => "
                 "document.body.classList.contains('-first-byte') ? r(document.querySelectorAll('canvas').length) "
