@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from r1console.core.errors import R1Error, RemoteError
+from r1console.core.errors import EXIT_CLUSTER, R1Error, RemoteError
 
 DEFAULT_TIMEOUT = 30.0
 FOLLOW_CHUNK = 64 * 1024
@@ -40,7 +40,7 @@ class TransportError(R1Error):
     ``transient``: worth retrying (network trouble), as opposed to a refused host key or login.
     """
 
-    exit_code = 1
+    exit_code = EXIT_CLUSTER
 
     def __init__(self, message: str, *, hint: str | None = None, transient: bool = False) -> None:
         super().__init__(message, hint=hint)

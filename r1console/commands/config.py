@@ -1,4 +1,4 @@
-"""`r1console config path|show|check`: the user config file."""
+"""`r1console config path|show|check|init`: the user config file."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(show)
     show.set_defaults(func=run_show)
     psub.add_parser("check", help="validate the config file").set_defaults(func=run_check)
+    init = psub.add_parser("init", help="write a commented starter config file (refuses to overwrite one)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing config file")
+    init.set_defaults(func=run_init)
 
 
 def run_path(args: argparse.Namespace) -> int:
@@ -44,4 +47,53 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{path}: no config file yet (defaults apply)")
         return 0
     print(f"{path}: ok ({len(config.clusters)} cluster(s), default: {config.default_cluster or 'none'})")
+    return 0
+
+
+STARTER = """\
+# r1console config ({path}); `r1console config check` validates it, `config show` prints the result.
+# Everything is optional. Lines starting with # are comments: uncomment and edit what you need.
+
+# The cluster `r1console` and the commands use when --cluster is not given.
+# default_cluster: mycluster
+
+# clusters:
+#   mycluster:
+#     ssh_host: mylogin          # a Host alias from ~/.ssh/config (HostName, User, Port, IdentityFile,
+#                                # ProxyJump apply) or a host name; default: the cluster's name
+#     workdir: ~/r1console       # on the cluster: scripts, logs and API keys of your deployments
+#     partition: gpu             # defaults for profiles that set none
+#     account: my_lab
+#     env: {{SLURM_CONF: /etc/slurm/slurm.conf}}   # environment of the SLURM commands run there
+#   here:
+#     transport: local           # when r1console runs on the login node itself
+
+# Extra directories with your own profiles (searched before the shipped ones).
+profile_dirs: []
+
+# Key bindings: binding id -> keys (ids are listed in the console's help, ? or F1).
+# keymap:
+#   cancel-job: ctrl+k
+
+theme: textual-dark
+"""
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from r1console.core.errors import R1Error
+
+    path = paths.config_file()
+    if path.exists() and not args.force:
+        raise R1Error(f"{path}: a config file exists already; not overwritten",
+                      hint="`r1console config init --force` replaces it; `r1console config show` prints it")
+    text = STARTER.format(path=path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as err:
+        raise R1Error(f"{path}: cannot write the config: {err.strerror or err}") from None
+    load_user_config(path)  # the starter must itself be valid
+    print(f"wrote {path}; edit it, then `r1console config check`")
     return 0

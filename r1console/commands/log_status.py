@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from r1console.commands._common import add_json_flag, print_json
 from r1console.core import logparse as lp
-from r1console.core.errors import R1Error
-from r1console.core.lifecycle import JobLifecycle, LifecycleState, format_duration
+from r1console.core.errors import EXIT_DEPLOYMENT_FAILED, EXIT_OK, R1Error
+from r1console.core.lifecycle import JobLifecycle, LifecycleState, Stage, format_duration
 
 HEAD_BYTES = 16 * 1024 * 1024
 TAIL_BYTES = 1024 * 1024
@@ -233,4 +233,4 @@ def run(args: argparse.Namespace) -> int:
         print_json(to_json(state, scans))
     else:
         sys.stdout.write(render_text(state, scans))
-    return 0
+    return EXIT_DEPLOYMENT_FAILED if state.stage is Stage.FAILED else EXIT_OK

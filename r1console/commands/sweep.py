@@ -195,7 +195,7 @@ def render_plot(rows, *, width: int = 80, height: int = 20, compare_seed: bool =
 def plot(rows, console, *, compare_seed: bool = False) -> bool:
     """Print the plot; False (and a note) without plotext."""
     text = render_plot(rows, width=min(100, console.width), compare_seed=compare_seed,
-                       color=console.is_terminal)
+                       color=console.is_terminal and not console.no_color)  # rich reads NO_COLOR
     if text is None:
         console.print("(no plot: plotext is not installed — pip install 'r1console[plot]')", style="dim")
         return False

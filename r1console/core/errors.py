@@ -15,7 +15,7 @@ EXIT_INTERRUPTED = 130       # ctrl+c
 class R1Error(Exception):
     """An error the user can act on. ``str(err)`` is the whole message."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -31,15 +31,23 @@ class R1Error(Exception):
 class ConfigError(R1Error):
     """A profile or config file is invalid. ``problems`` holds one line per problem."""
 
+    exit_code = EXIT_CONFIG
+
     def __init__(self, problems: list[str], *, hint: str | None = None) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems), hint=hint)
 
 
+class ClusterError(R1Error):
+    """The cluster cannot be chosen or reached (an unknown --cluster name, for one)."""
+
+    exit_code = EXIT_CLUSTER
+
+
 class RemoteError(R1Error):
     """A command on the cluster failed; carries its own stderr."""
 
-    exit_code = 1
+    exit_code = EXIT_ERROR
 
     def __init__(self, message: str, *, argv: list[str] | None = None, stderr: str = "",
                  returncode: int | None = None, hint: str | None = None) -> None:

@@ -424,6 +424,18 @@ def _describe_input(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _leaf_paths(root: type[BaseModel], key: str, prefix: tuple[str, ...] = (), depth: int = 2) -> list[str]:
+    """Dotted paths of every field named ``key`` in ``root``'s sections (e.g. `nodes` -> `slurm.nodes`)."""
+    found = []
+    for name, field in root.model_fields.items():
+        if name == key and prefix:
+            found.append(".".join((*prefix, name)))
+        annotation = field.annotation
+        if depth > 0 and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found += _leaf_paths(annotation, key, (*prefix, name), depth - 1)
+    return found
+
+
 def _format_errors(err: ValidationError, marks: dict[PathKey, Mark], source: Path,
                    root: type[BaseModel] | None = None) -> list[str]:
     def mark_for(path: tuple, value: bool = False) -> str:
@@ -442,9 +454,12 @@ def _format_errors(err: ValidationError, marks: dict[PathKey, Mark], source: Pat
         if kind == "extra_forbidden":
             parent = _model_at(loc[:-1], root or Profile)
             valid = sorted(parent.model_fields) if parent else []
+            elsewhere = [] if str(loc[-1]) in valid else _leaf_paths(root or Profile, str(loc[-1]))
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
             text = f"{mark_for(loc)}: unknown key `{dotted}`"
-            if close:
+            if elsewhere:  # a right key at the wrong level (`nodes` for `slurm.nodes`) beats a look-alike here
+                text += f"; did you mean `{'` or `'.join(elsewhere)}`?"
+            elif close:
                 text += f"; did you mean `{close[0]}`?"
             elif valid:
                 text += f" (valid keys here: {', '.join(valid)})"

@@ -30,7 +30,7 @@ _SBATCH_PATH_SAFE = re.compile(r"^[A-Za-z0-9_./@%+=:,-]+$")
 class RenderPlan:
     """Where things live for one deployment; decided by the caller (render CLI or submit)."""
 
-    workdir: str  # absolute path on the cluster (``~`` already expanded)
+    workdir: str  # absolute path on the cluster, or ``~/...`` for the cluster's $HOME (then no --chdir)
     api_key_file: str | None  # where the key file is (or will be) on the cluster; None: no key
 
 
@@ -69,6 +69,14 @@ def _assign(name: str, value: str | int | None) -> str:
     return f"{name}={shlex.quote('' if value is None else str(value))}"
 
 
+def _assign_path(name: str, value: str | None) -> str:
+    """Like _assign, but ``~`` / ``~/rest`` becomes the cluster's ``"$HOME"/rest`` (expanded when the job runs)."""
+    if value == "~" or (value or "").startswith("~/"):
+        rest = value[2:]
+        return f'{name}="$HOME"' + (f"/{shlex.quote(rest)}" if rest else "")
+    return _assign(name, value)
+
+
 def _settings(profile: Profile, plan: RenderPlan) -> list[str]:
     args = serve_args(profile)
     array = " ".join(shlex.quote(a) for a in args)
@@ -79,8 +87,8 @@ def _settings(profile: Profile, plan: RenderPlan) -> list[str]:
         _assign("R1C_BACKEND", profile.backend),
         _assign("R1C_MODEL_PATH", profile.model.path),
         _assign("R1C_PORT", profile.server.port),
-        _assign("R1C_WORKDIR", plan.workdir),
-        _assign("R1C_API_KEY_FILE", plan.api_key_file),
+        _assign_path("R1C_WORKDIR", plan.workdir),
+        _assign_path("R1C_API_KEY_FILE", plan.api_key_file),
         _assign("R1C_RAY_WAIT_S", profile.ray.wait_timeout_s),
         _assign("R1C_RAY_HEAD_PORT", profile.ray.head_port),
         f"VLLM_ARGS=({array})",

@@ -21,13 +21,14 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from r1console.core import paths
-from r1console.core.errors import ConfigError
+from r1console.core import paths, ssh_hosts
+from r1console.core.errors import ClusterError, ConfigError
 from r1console.core.profiles import _format_errors, combined_marks  # same error style as profiles
 from r1console.core.yamlpos import load_file
 
@@ -98,7 +99,22 @@ class UserConfig(_Strict):
             return self.clusters[chosen]
         if chosen == "local":
             return ClusterSpec(name="local", transport="local")
-        return ClusterSpec(name=chosen, ssh_host=chosen)
+        if _looks_like_a_host(chosen) or ssh_hosts.knows(chosen):
+            return ClusterSpec(name=chosen, ssh_host=chosen)
+        known = sorted(self.clusters)
+        close = difflib.get_close_matches(chosen, [*known, "local", *ssh_hosts.aliases()], n=1, cutoff=0.6)
+        raise ClusterError(
+            f"unknown cluster '{chosen}': not a cluster in {paths.config_file()} "
+            f"(known: {', '.join(known) or 'none'}), not 'local', and not a Host in ~/.ssh/config",
+            hint=f"did you mean '{close[0]}'?" if close else
+            "add it under `clusters:` (r1console config init writes a starter config), add a Host entry "
+            "to ~/.ssh/config, or give the full host name (login.example.edu)",
+        )
+
+
+def _looks_like_a_host(name: str) -> bool:
+    """A full host name or address (login.example.edu, 10.0.0.5, localhost): taken as it is."""
+    return "." in name or ":" in name or name == "localhost"
 
 
 def load_user_config(path: Path | None = None) -> UserConfig:

@@ -28,7 +28,7 @@ from r1console.adapters.reach import open_server
 from r1console.adapters.slurm_client import JobNotFound, JobStateError, SlurmClient, load_profile_for_cluster
 from r1console.adapters.ssh_transport import SSHTransport
 from r1console.adapters.transport import TransportError, TransportTimeout
-from r1console.core.errors import RemoteError
+from r1console.core.errors import EXIT_CLUSTER, RemoteError
 from r1console.core.userconfig import ClusterSpec
 
 pytestmark = pytest.mark.slurm
@@ -383,11 +383,11 @@ async def test_unknown_host_key_and_failed_login_are_refused(env, tmp_path):
                  f"  changedkey: {{{base}, known_hosts: {changed}}}\n"
                  f"  badlogin: {{{base}, identity_file: {wrong_key}}}\n")
     unknown = cli(env, "status", "--cluster", "unknownkey")
-    assert unknown.returncode == 1 and b"is unknown" in unknown.stderr and b"never accepts a host key" in unknown.stderr
+    assert unknown.returncode == EXIT_CLUSTER and b"is unknown" in unknown.stderr and b"never accepts a host key" in unknown.stderr
     changed_r = cli(env, "status", "--cluster", "changedkey")
-    assert changed_r.returncode == 1 and b"has CHANGED" in changed_r.stderr
+    assert changed_r.returncode == EXIT_CLUSTER and b"has CHANGED" in changed_r.stderr
     login = cli(env, "status", "--cluster", "badlogin")
-    assert login.returncode == 1 and b"was refused" in login.stderr
+    assert login.returncode == EXIT_CLUSTER and b"was refused" in login.stderr
     with pytest.raises(TransportError, match="is unknown"):
         await SSHTransport(ClusterSpec(name="x", ssh_host=env.cluster.ssh_host, ssh_config=env.cluster.ssh_config,
                                        known_hosts=str(empty))).connect()

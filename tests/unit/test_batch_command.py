@@ -23,7 +23,7 @@ def test_invalid_input_is_reported_before_connecting(tmp_path, capsys):
     inp.write_text('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": ""}\n')
     rc = main(["batch", str(inp), "-o", str(tmp_path / "o.json"), "--url", closed_port_url()])
     err = capsys.readouterr().err
-    assert rc == 2
+    assert rc == 4  # EXIT_CONFIG: an invalid input file
     assert "in.jsonl:2: id 'a': empty prompt" in err and "nothing was sent" in err
     assert "cannot connect" not in err
     assert not (tmp_path / "o.json.journal.jsonl").exists()

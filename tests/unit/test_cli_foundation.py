@@ -10,6 +10,7 @@ import pytest
 
 from r1console import __version__
 from r1console.cli import main
+from r1console.core.errors import EXIT_CONFIG
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -48,14 +49,14 @@ def test_typo_fails_cleanly_with_position(tmp_path):
           max_num_seq: 8
         """))
     result = run_cli("render", str(bad))
-    assert result.returncode == 2
+    assert result.returncode == EXIT_CONFIG
     assert f"{bad}:5:3: unknown key `vllm.max_num_seq`; did you mean `max_num_seqs`?" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
 def test_missing_profile_file():
     result = run_cli("render", "nope/missing.yaml")
-    assert result.returncode == 2 and "nope/missing.yaml: profile file not found" in result.stderr
+    assert result.returncode == EXIT_CONFIG and "nope/missing.yaml: profile file not found" in result.stderr
 
 
 def test_profiles_list_show_check(capsys, tmp_path):
@@ -84,7 +85,7 @@ def test_config_path_show_check(tmp_path, monkeypatch, capsys):
     assert main(["config", "show", "--json"]) == 0
     assert '"ssh_host": "login1"' in capsys.readouterr().out
     cfg.write_text("clusters:\n  c1: {ssh_hots: login1}\n")
-    assert main(["config", "check"]) == 2
+    assert main(["config", "check"]) == EXIT_CONFIG
     assert f"{cfg}:2:8: unknown key `clusters.c1.ssh_hots`; did you mean `ssh_host`?" in capsys.readouterr().err
 
 

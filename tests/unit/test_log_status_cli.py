@@ -9,6 +9,7 @@ import pytest
 
 from r1console.cli import main
 from r1console.commands import log_status
+from r1console.core.errors import EXIT_DEPLOYMENT_FAILED
 
 LOGS = Path(__file__).resolve().parents[1] / "data" / "logs"
 EXPECTED = {k: v for k, v in json.loads((LOGS / "EXPECTED.json").read_text()).items() if not k.startswith("_")}
@@ -22,8 +23,10 @@ def job_dirs() -> list[str]:
 
 
 def run_json(capsys, *args: str) -> dict:
-    assert main(["log-status", *args, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    rc = main(["log-status", *args, "--json"])
+    got = json.loads(capsys.readouterr().out)
+    assert rc == (EXIT_DEPLOYMENT_FAILED if got["stage"] == "failed" else 0), (rc, got["stage"])  # scripts branch on it
+    return got
 
 
 def test_every_fixture_directory_has_an_expectation():
@@ -60,7 +63,7 @@ def test_file_order_does_not_matter(capsys):
 
 def test_text_output(capsys):
     files = sorted(str(p) for p in (LOGS / "0.7.3/loading_oom").iterdir())
-    assert main(["log-status", *files]) == 0
+    assert main(["log-status", *files]) == EXIT_DEPLOYMENT_FAILED
     out = capsys.readouterr().out
     assert out.startswith("stage         failed - cuda_oom: ")
     assert "shards        57/163" in out and "vLLM version  0.7.3" in out

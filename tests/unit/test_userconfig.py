@@ -13,7 +13,10 @@ def test_missing_file_is_empty_config(tmp_path):
     assert config.clusters == {} and config.default_cluster is None
 
 
-def test_cluster_resolution(tmp_path):
+def test_cluster_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text("Host *\n  ServerAliveInterval 30\nHost myalias\n  HostName h.example\n")
     path = tmp_path / "c.yaml"
     path.write_text("default_cluster: fas\nclusters:\n  fas: {ssh_host: holylogin, partition: gpu}\n  here:\n"
                     "    transport: local\n")
@@ -21,7 +24,7 @@ def test_cluster_resolution(tmp_path):
     assert config.cluster(None).host == "holylogin" and config.cluster(None).partition == "gpu"
     assert config.cluster("here").transport == "local"
     assert config.cluster("local").transport == "local"
-    alias = config.cluster("myalias")  # not in the config: an SSH host alias
+    alias = config.cluster("myalias")  # not in the config: a Host alias in ~/.ssh/config
     assert alias.transport == "ssh" and alias.host == "myalias"
 
 
