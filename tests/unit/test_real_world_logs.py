@@ -12,14 +12,18 @@ import json
 from _real_world import needs_real_world, real_file
 
 from r1console.cli import main
+from r1console.core.errors import EXIT_DEPLOYMENT_FAILED
 
 pytestmark = needs_real_world
 
 
 def status(capsys, name: str) -> dict:
     path = real_file(name)
-    assert main(["log-status", str(path), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    code = main(["log-status", str(path), "--json"])
+    got = json.loads(capsys.readouterr().out)
+    # the exit code tells a script what the stage says: 3 for a failed deployment, else 0
+    assert code == (EXIT_DEPLOYMENT_FAILED if got["stage"] == "failed" else 0)
+    return got
 
 
 def summary(got: dict) -> tuple:
