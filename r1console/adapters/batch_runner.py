@@ -32,6 +32,7 @@ from r1console.core.batch_journal import (
     read_journal,
     write_output,
 )
+from r1console.core.errors import R1Error
 from r1console.core.streaming import ChatResult
 
 DEFAULT_STREAM_TIMEOUT = 600.0
@@ -149,7 +150,12 @@ async def run_batch(plan: BatchPlan, base_url: str, api_key: str | None = None, 
             await asyncio.shield(http.aclose())
     written = False
     if summary.state is EngineState.FINISHED and len(finals) == len(items):
-        write_output(plan.output, plan.output_format, items, finals)
+        try:
+            write_output(plan.output, plan.output_format, items, finals)
+        except R1Error as err:     # e.g. the disk filled up at the very end
+            err.hint = err.hint or (f"every result is kept in {plan.journal_path}; fix that, then run the "
+                                    "same command with --resume to write the output (nothing is sent again)")
+            raise
         written = True
     failed = [i.id for i in items if i.id in finals and not finals[i.id].ok]
     return BatchOutcome(summary=summary, journal_path=plan.journal_path, output_written=written,

@@ -975,6 +975,7 @@ class SimServer:
                     await self._stall(conn, self.faults.stall_s, ch)
         finally:
             await _unwatch(watcher)
+        record["finish_reason"] = sreq.finish_reason   # the whole reply went out (the tail may not)
         tail: list[bytes] = []
         if params["include_usage"]:
             tail.append(frame(shape.usage(sreq.prompt_tokens, sreq.generated)))

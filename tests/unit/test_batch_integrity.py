@@ -354,3 +354,24 @@ def test_the_journal_is_0600_even_under_umask_022_and_never_a_symlink(tmp_path):
         assert not (tmp_path / "elsewhere.jsonl").exists()
     finally:
         os.umask(old)
+
+
+async def test_output_that_cannot_be_written_keeps_every_result_for_resume(tmp_path, monkeypatch):
+    import r1console.adapters.batch_runner as runner
+
+    batch = _input(tmp_path, 6)
+    real = runner.write_output
+
+    def full(path, *a, **kw):
+        raise R1Error(f"{path}: cannot write: No space left on device")
+
+    async with SimServer(time_scale=0, lengths=SHORT) as srv:
+        monkeypatch.setattr(runner, "write_output", full)
+        with pytest.raises(R1Error, match="No space left") as info:
+            await run_batch(_plan(tmp_path, batch), srv.url)
+        assert "--resume" in str(info.value) and "journal" in str(info.value)
+        monkeypatch.setattr(runner, "write_output", real)
+        sent = srv.requests_seen
+        outcome = await run_batch(_plan(tmp_path, batch, resume=True), srv.url)
+        assert outcome.output_written and srv.requests_seen == sent   # nothing sent again
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 6
