@@ -377,7 +377,11 @@ class JobLifecycle:
             target = suppressed if self._suppressed(f) else errors
             kind = f.event.kind
             if kind in target:
-                target[kind] = _replace_count(target[kind], target[kind].count + f.event.repeat)
+                old = target[kind]
+                if "RayTaskError(" in old.line and "RayTaskError(" not in f.event.text:
+                    # Ray prints its wrapper first; the wrapped exception's own line proves it best
+                    old = _error_info(f.event)
+                target[kind] = _replace_count(old, target[kind].count + f.event.repeat)
             else:
                 target[kind] = _error_info(f.event)
         state = self._slurm_state

@@ -270,3 +270,68 @@ def test_to_dict_is_json_ready():
 
 def test_format_duration():
     assert [format_duration(x) for x in (None, 5, 65, 3725)] == ["?", "5s", "1m05s", "1h02m"]
+
+
+# ---- what the real logs taught (../shared/real-world; tests/unit/test_real_world_logs.py) ----------
+
+PLACEMENT = ("INFO 05-26 18:54:03 [ray_utils.py:233] Waiting for creating a placement group of specs for "
+             "{s} seconds. specs=[{{'GPU': 1.0}}]\n")
+
+
+def test_a_placement_wait_that_never_resolves_before_a_stop_is_failed():
+    lc = JobLifecycle()
+    feed(lc, PLACEMENT.format(s=10) + PLACEMENT.format(s=150))
+    assert lc.snapshot().stage is Stage.STARTING  # still waiting: not failed yet
+    feed(lc, "*** SIGTERM received at time=1748300290 on cpu 8 ***\n")
+    st = lc.snapshot()
+    assert st.stage is Stage.FAILED and st.errors[0].kind == "ray_placement_timeout"
+    assert "150 seconds" in st.errors[0].line
+
+
+def test_a_placement_wait_followed_by_loading_is_not_a_failure():
+    lc = JobLifecycle()
+    feed(lc, PLACEMENT.format(s=10) + bar(1, 4) + bar(4, 4) + READY)
+    lc.on_slurm_state("COMPLETED")
+    assert lc.snapshot().stage is Stage.ENDED
+
+
+def test_an_error_the_job_went_past_is_a_notice_not_a_failure():
+    lc = JobLifecycle()
+    feed(lc, "(APIServer pid=1) ERROR 03-09 18:43:53 [repo_utils.py:47] Error retrieving safetensors: Repo id must "
+             "be in the form 'repo_name' or 'namespace/repo_name': '/data/m'. Use `repo_type`, retrying 1 of 2\n"
+         + bar(1, 4) + bar(4, 4))
+    st = lc.snapshot()
+    assert st.stage is Stage.INITIALISING and st.errors == () and [n.kind for n in st.notices] == ["model_path_invalid"]
+
+
+def test_an_error_followed_by_another_failure_stays_failed():
+    lc = JobLifecycle()
+    feed(lc, "ERROR 06-03 22:00:30 [core.py:1] torch.OutOfMemoryError: CUDA out of memory.\n" + bar(2, 4)
+         + "ERROR 06-03 22:00:31 [core.py:1] EngineCore failed to start.\n")
+    assert [e.kind for e in lc.snapshot().errors] == ["cuda_oom", "engine_failed"]
+
+
+def test_a_draft_models_bar_after_the_main_one_keeps_the_main_count():
+    lc = JobLifecycle()
+    feed(lc, bar(19, 19) + "INFO 08-03 21:48:18 [gpu_model_runner.py:5233] Loading drafter model...\n"
+         + bar(0, 1) + bar(1, 1))
+    st = lc.snapshot()
+    assert (st.shards_loaded, st.shards_total, st.stage) == (19, 19, Stage.INITIALISING)
+
+
+def test_a_python_traceback_ending_the_api_server_is_failed_with_its_exception():
+    lc = JobLifecycle()
+    feed(lc, bar(4, 4) + "(APIServer pid=21) Traceback (most recent call last):\n"
+             '(APIServer pid=21)   File "x.py", line 1, in <module>\n'
+             "(APIServer pid=21) some.module.WeirdError: the vocab is gone\n")
+    st = lc.snapshot()
+    assert st.stage is Stage.FAILED and st.errors[0].kind == "uncaught_exception"
+    assert "WeirdError" in st.errors[0].explanation and "the vocab is gone" in st.errors[0].explanation
+
+
+def test_ray_task_error_reports_the_wrapped_exceptions_own_line():
+    lc = JobLifecycle()
+    feed(lc, "ERROR 06-03 22:00:30 [worker.py:1] ray.exceptions.RayTaskError(OutOfMemoryError): ray::W.execute()\n"
+             "ERROR 06-03 22:00:30 [worker.py:1] torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB\n")
+    err = lc.snapshot().errors[0]
+    assert err.kind == "cuda_oom" and err.line.startswith("torch.OutOfMemoryError") and err.count == 2

@@ -250,33 +250,13 @@ class LogParser:
 
         if text[:1] in ("L", "M") and ("shards" in text or "Loading safetensors using" in text):
             # fast path for tqdm's shard bar: never has a level header, never a fatal line
-            bars = matchers.shard_bars(text, dict(stream=self.stream, lineno=lineno, offset=offset, text=text[:TEXT_MAX],
-                                                     ts=None, origin=origin, repeat=repeat))
+            bars = matchers.shard_bars(text, dict(stream=self.stream, lineno=lineno, offset=offset,
+                                                  text=text[:TEXT_MAX], ts=None, origin=origin, repeat=repeat))
             if bars:
                 out.extend(bars)
                 return
 
-        level: str | None = None
-        ts: float | None = None
-        msg = text
-        m = _OTHER_HEADER.match(text)
-        if m is not None:
-            if m.group("uv"):
-                level = m.group("uv")
-            elif m.group("glog"):
-                level = _GLOG_LEVEL[m.group("glog")]
-            elif m.group("ray"):
-                level = m.group("ray")
-            else:
-                level = _GLOG_LEVEL[m.group("raycc")]
-            msg = text[m.end():]
-        else:
-            m = _VLLM_HEADER.search(text, 0, 240)
-            if m is not None:
-                level = m.group("level")
-                ts = timestamp_key(int(m.group("mo")), int(m.group("d")), int(m.group("h")),
-                                   int(m.group("mi")), int(m.group("s")))
-                msg = text[m.end():]
+        level, ts, msg = _level_header(text)
         indented = msg[:1] in (" ", "\t")
         msg = msg.strip()
         if not msg:
@@ -334,6 +314,27 @@ class LogParser:
             # keep the first exception of a burst: later ones usually re-raise it
             if self._last_exc is None or offset - self._last_exc[0] > _CONTEXT_WINDOW:
                 self._last_exc = (offset, msg[:TEXT_MAX])
+
+
+def _level_header(text: str) -> tuple[str | None, float | None, str]:
+    """(level, the line's own timestamp, the message after the header) of a prefix-free line."""
+    m = _OTHER_HEADER.match(text)
+    if m is not None:
+        if m.group("uv"):
+            level = m.group("uv")
+        elif m.group("glog"):
+            level = _GLOG_LEVEL[m.group("glog")]
+        elif m.group("ray"):
+            level = m.group("ray")
+        else:
+            level = _GLOG_LEVEL[m.group("raycc")]
+        return level, None, text[m.end():]
+    m = _VLLM_HEADER.search(text, 0, 240)
+    if m is not None:
+        ts = timestamp_key(int(m.group("mo")), int(m.group("d")), int(m.group("h")), int(m.group("mi")),
+                           int(m.group("s")))
+        return m.group("level"), ts, text[m.end():]
+    return None, None, text
 
 
 def parse_bytes(data: bytes, stream: str = "", *, max_segment: int = MAX_SEGMENT) -> list[Event]:
