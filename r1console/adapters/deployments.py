@@ -41,6 +41,8 @@ class Deployment:
     submitted_at: str = ""       # ISO 8601 UTC
     batch_host: str = ""         # learned once the job runs (the head node)
     nodes: str = ""
+    auth: str = ""               # core.exposure.AUTH_SCHEME: the server proves its identity before we send the key
+    state: str = ""              # "submitting": saved before sbatch, job id not known yet (core.submit_record)
     schema: int = SCHEMA
 
     def log_path(self, stream: str = "out") -> str | None:

@@ -734,6 +734,13 @@ class LogParser:
             out.append(FatalError(**base, kind=kind, explanation=explanation, what_to_try=what,
                                   detail=message or None))
             return
+        if first == "WARNING":
+            kind, _, message = tail.strip().partition(" ")
+            kind = kind or "script"
+            what = SCRIPT_WARNINGS.get(kind, "Read the job's log around this line.")
+            out.append(Notice(**base, kind=kind, explanation=message.strip() or kind, what_to_try=what,
+                              detail=message.strip() or None))
+            return
         if "=" in first:
             name = first.partition("=")[0]
             fields = _marker_fields(rest)
@@ -762,6 +769,15 @@ class LogParser:
             out.append(HeadNode(**base, host=values["head_node"], source="r1console"))
             return
         out.append(ScriptMarker(**base, name=name, fields=fields))
+
+
+#: ``[r1console] WARNING <kind> <message>`` lines of the script (security downgrades): what to do.
+SCRIPT_WARNINGS = {
+    "auth_none": "Set server.api_key: auto in the profile, so every route but /health demands a key.",
+    "ray_auth_unavailable": "Use Ray >= 2.52 on the nodes (token auth), or a single-node profile with "
+                            "vllm.distributed_executor_backend: mp, so no Ray control plane is open.",
+    "ray_auth_off": "Keep server.api_key: auto so the script can create the Ray token next to the key.",
+}
 
 
 def _marker_fields(rest: str) -> tuple[tuple[str, str], ...]:

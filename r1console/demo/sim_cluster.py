@@ -620,7 +620,7 @@ class SimCluster:
             "host": "127.0.0.1", "port": job.local_port or 0, "vllm_version": script.version,
             "model": profile.model.path if profile is not None else "/path/to/DeepSeek-R1",
             "served_model_name": profile.model.served_name if profile is not None else None,
-            "api_key": key, "max_num_seqs": (v.max_num_seqs if v else None) or 256,
+            "api_key": key, "job_id": str(job.job_id), "max_num_seqs": (v.max_num_seqs if v else None) or 256,
             "max_num_batched_tokens": (v.max_num_batched_tokens if v else None) or 8192,
             "max_model_len": (v.max_model_len if v else None) or 163_840,
             "time_scale": self.time_scale, "seed": job.job_id, "stats_interval_s": 10.0 * self.time_scale,
