@@ -211,6 +211,75 @@ async def test_the_forwarded_server_refuses_requests_without_the_key(deployment)
     assert right.status_code == 200 and right.json()["choices"][0]["message"]  # the key, and only it, opens it
 
 
+# ---- 5b. every route of the real job, not just /v1 (audit H1) --------------------------------------
+
+EXTRA_ROUTES = ["/invocations", "/tokenize", "/detokenize", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
+                "/openapi.json", "/version", "/load", "/ping", "/pooling", "/score", "/rerank", "/classify",
+                "/server_info", "/reset_prefix_cache", "/v1/models/tiny-r1", "/", "/no-such-route", "/HEALTH",
+                "/health/", "/metrics/"]
+
+
+async def test_every_route_but_health_needs_the_key_and_the_job_proves_its_identity(deployment):
+    """All routes of the real vLLM (its own /openapi.json, plus the unguarded ones vLLM is known for):
+    401 without the key, for every method the route declares; with the key they answer."""
+    from r1console.core.exposure import check_identity, new_challenge
+
+    env = deployment
+    key = env.cluster.ssh(["cat", env.dep["key_path"]], timeout=30).stdout.strip()
+    auth = {"Authorization": f"Bearer {key}"}
+    async with SSHTransport(env.spec) as tr:
+        forward = await tr.forward_local_port(env.batch_host, env.dep["port"])
+        try:
+            async with httpx.AsyncClient(base_url=forward.url, timeout=60) as http:
+                assert (await http.get("/openapi.json")).status_code == 401
+                spec = (await http.get("/openapi.json", headers=auth)).json()
+                routes = {path: sorted(m.upper() for m in ops if m in ("get", "post", "put", "delete", "patch"))
+                          for path, ops in spec["paths"].items()}
+                for path in EXTRA_ROUTES:
+                    routes.setdefault(path, ["GET", "POST"])
+                assert {"/invocations", "/tokenize", "/v1/chat/completions", "/metrics"} <= set(routes)
+                open_, refused = {}, []
+                for path, methods in sorted(routes.items()):
+                    concrete = path.replace("{model_name}", "tiny-r1").replace("{", "").replace("}", "")
+                    for method in methods + ["OPTIONS"]:
+                        for headers in ({}, {"Authorization": "Bearer wrong"}):
+                            r = await http.request(method, concrete, headers=headers,
+                                                   json={"model": "tiny-r1", "prompt": "hi"}
+                                                   if method in ("POST", "PUT", "PATCH") else None)
+                            if r.status_code == 401:
+                                refused.append(f"{method} {concrete}")
+                            elif concrete != "/health":
+                                open_[f"{method} {concrete}"] = r.status_code
+                assert open_ == {}  # not one route answers without the key
+                assert (await http.get("/health")).status_code == 200
+                # with the key the same routes work
+                ok = {
+                    "models": await http.get("/v1/models", headers=auth),
+                    "tokenize": await http.post("/tokenize", headers=auth, json={"model": "tiny-r1", "prompt": "hi"}),
+                    "metrics": await http.get("/metrics", headers=auth),
+                    "docs": await http.get("/docs", headers=auth),
+                    "invocations": await http.post("/invocations", headers=auth, json={
+                        "model": "tiny-r1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}),
+                }
+                stream = []
+                async with http.stream("POST", "/v1/chat/completions", headers=auth, json={
+                        "model": "tiny-r1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8,
+                        "stream": True}) as resp:
+                    async for line in resp.aiter_lines():
+                        stream.append(line)
+                challenge = new_challenge()
+                ident = await http.get("/r1c/identity", params={"challenge": challenge})
+        finally:
+            await forward.close()
+    print(f"\n[e2e tiny-cpu] {len(refused)} (method, route, header) requests without the key: all 401 "
+          f"({len(routes)} routes)")
+    assert {name: r.status_code for name, r in ok.items()} == {name: 200 for name in ok}
+    assert "vllm:" in ok["metrics"].text and ok["tokenize"].json()["count"] > 0
+    assert stream[-1] == "data: [DONE]" or "data: [DONE]" in stream  # streaming passes through untouched
+    check_identity(ident.status_code, ident.json(), key=key, job_id=env.job_id, challenge=challenge,
+                   where="the e2e job")
+
+
 # ---- the console's path: JobWatch over one ClusterSession -------------------------------------------
 
 async def test_job_watch_sees_it_ready_with_metrics_over_one_connection(deployment, monkeypatch):
