@@ -525,7 +525,8 @@ def profile_warnings(profile: Profile, model_config: dict | None = None) -> list
     if v.enable_expert_parallel and parse_version(v.version) < (0, 8, 0):
         warnings.append("enable_expert_parallel needs vLLM >= 0.8; it will not be rendered")
     if profile.server.api_key == "none":
-        warnings.append("server.api_key is none: anyone on the cluster network can use this deployment")
+        warnings.append("server.api_key is none: every route of this deployment (chat, /invocations, /tokenize, "
+                        "/metrics...) is open to anyone who can reach the head node's port; auto guards all but /health")
     return warnings
 
 

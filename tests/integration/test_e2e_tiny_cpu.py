@@ -75,6 +75,7 @@ def deployment(slurm_cluster, tmp_path_factory):
     _require_vllm_for_the_job_user(slurm_cluster)
     tmp = tmp_path_factory.mktemp("e2e-tiny")
     workdir = slurm_cluster.make_workdir("e2e-tiny")
+    os.chmod(workdir, 0o755)  # an existing workdir: submit leaves its mode alone (audit M7)
     config = tmp / "config.yaml"
     config.write_text(json.dumps({"clusters": {"testc": {
         "ssh_host": slurm_cluster.ssh_host, "ssh_config": slurm_cluster.ssh_config,
@@ -120,11 +121,13 @@ def test_submit_keeps_a_record_and_private_files_on_the_cluster(deployment):
     assert [r["job_id"] for r in records] == [env.job_id]
     assert oct((env.state / "deployments").stat().st_mode & 0o777) == oct(0o700)
     # modes and owner as the test user sees them, over the same SSH the CLI used
-    stat = env.cluster.ssh(["stat", "-c", "%a %U %n", dep["workdir"], dep["key_path"], dep["script_path"]], timeout=30)
+    # the workdir existed (the test made it 0755): submit leaves it alone and keeps the key dir private
+    stat = env.cluster.ssh(["stat", "-c", "%a %U %n", dep["workdir"], str(Path(dep["key_path"]).parent),
+                            dep["key_path"], dep["script_path"]], timeout=30)
     assert stat.returncode == 0, stat.stderr
     modes = [line.split(" ", 2) for line in stat.stdout.splitlines()]
-    assert [(m, u) for m, u, _ in modes] == [("700", env.cluster.user), ("600", env.cluster.user),
-                                            ("600", env.cluster.user)]
+    assert [(m, u) for m, u, _ in modes] == [("755", env.cluster.user), ("700", env.cluster.user),
+                                            ("600", env.cluster.user), ("600", env.cluster.user)]
     key = env.cluster.ssh(["cat", dep["key_path"]], timeout=30).stdout.strip()
     assert len(key) >= 32  # a fresh random key per deployment
 
