@@ -59,6 +59,13 @@ async def open_server(job_id: str, cluster: str | None = None, *, prompt: Prompt
             detail = f", {info.reason}" if info.reason else ""
             raise JobStateError(f"job {dep.job_id} is {info.state}{detail}: its server is not up",
                                 hint=f"r1console wait {dep.job_id} --for ready")
+        # a job id SLURM handed out again (after a restart or a purge) belongs to someone else's job
+        user = (await tr.identity())[1]
+        if (info.user and info.user != user) or (info.workdir and (info.workdir.rstrip("/") or "/") != dep.workdir):
+            raise R1Error(f"job {dep.job_id} on {spec.name} is not deployment {dep.deployment_id} any more "
+                          f"(user {info.user or '?'}, workdir {info.workdir or '?'}; the record says {user}, "
+                          f"{dep.workdir}): SLURM reused the id. The key was not sent",
+                          hint="`r1console status` lists your jobs")
         dep = remember_batch_host(dep, info) or dep
         head = info.batch_host or dep.batch_host or (info.node_list[0] if info.node_list else "")
         if not head:

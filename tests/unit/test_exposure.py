@@ -224,3 +224,41 @@ def test_old_ray_gets_a_warning_marker(tmp_path, version):
     assert [n.kind for n in notices] == ["ray_auth_unavailable"], result.stdout
     assert "needs Ray >= 2.52" in notices[0].explanation
     assert "ray_auth=token" not in result.stdout and not (tmp_path / "keys").exists()
+
+
+# ---- the console's check, over HTTP -------------------------------------------------------------
+
+async def test_verify_identity_accepts_its_job_and_refuses_squatters():
+    from r1console.adapters.reach import verify_identity
+    from r1console.core.api_errors import ServerUnreachable
+    from r1console.demo.sim_server import SimServer
+
+    async with SimServer(api_key=KEY, job_id="77", time_scale=0.0) as ours:
+        await verify_identity(ours.url, KEY, "77", where="ours")
+        with pytest.raises(exposure.IdentityError, match="not job 78"):
+            await verify_identity(ours.url, KEY, "78", where="ours")  # a different job of the same key
+    async with SimServer(api_key="someone-elses-key", job_id="77", time_scale=0.0) as squatter:
+        with pytest.raises(exposure.IdentityError, match="could not prove"):
+            await verify_identity(squatter.url, KEY, "77", where="squatter")
+    # a squatter that records what it is sent: the identity check carries no key
+    heads = []
+
+    async def on_connect(reader, writer):
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}')
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    async with server:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        with pytest.raises(exposure.IdentityError, match="without a valid proof"):
+            await verify_identity(url, KEY, "77", where="recorder")
+    assert len(heads) == 1 and heads[0].startswith(b"GET /r1c/identity?challenge=")
+    assert KEY.encode() not in heads[0] and b"authorization" not in heads[0].lower()
+    async with SimServer(time_scale=0.0) as keyless:  # answers /r1c/identity with 401/404: not our job
+        with pytest.raises(exposure.IdentityError, match="did not answer r1console's identity check"):
+            await verify_identity(keyless.url, KEY, "77", where="keyless")
+        port = keyless.port
+    with pytest.raises(ServerUnreachable, match="not answering yet"):
+        await verify_identity(f"http://127.0.0.1:{port}", KEY, "77", where="closed", timeout=3)

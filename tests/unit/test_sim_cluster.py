@@ -374,3 +374,15 @@ def test_demo_modules_never_import_textual():
             "print(sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+async def test_open_server_refuses_a_job_id_that_is_no_longer_ours(demo):
+    """Audit L5: a record whose job id SLURM handed out again (other workdir or user) gets no key."""
+    from r1console.adapters import deployments
+    from r1console.core.errors import R1Error
+
+    dep, _ = await start_running(demo)
+    deployments.update(deployments.find(dep.job_id), workdir="/somewhere/else")
+    with pytest.raises(R1Error, match="SLURM reused the id. The key was not sent"):
+        async with demo.open_server(dep.job_id):
+            pass
