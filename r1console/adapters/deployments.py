@@ -41,6 +41,8 @@ class Deployment:
     submitted_at: str = ""       # ISO 8601 UTC
     batch_host: str = ""         # learned once the job runs (the head node)
     nodes: str = ""
+    auth: str = ""               # core.exposure.AUTH_SCHEME: the server proves its identity before we send the key
+    state: str = ""              # "submitting": saved before sbatch, job id not known yet (core.submit_record)
     schema: int = SCHEMA
 
     def log_path(self, stream: str = "out") -> str | None:
@@ -146,6 +148,15 @@ def find(job_id: str, cluster: str | None = None) -> Deployment | None:
     return matches[0] if matches else None
 
 
+def remove(dep: Deployment) -> None:
+    """Delete a record (a submission that never became a job)."""
+    try:
+        record_path(dep.deployment_id).unlink(missing_ok=True)
+    except OSError as err:
+        raise R1Error(f"{record_path(dep.deployment_id)}: cannot remove the deployment record: "
+                      f"{err.strerror}") from None
+
+
 def update(dep: Deployment, **changes) -> Deployment:
     """Save a changed copy (e.g. the batch host once known) and return it."""
     new = replace(dep, **changes)
@@ -154,4 +165,4 @@ def update(dep: Deployment, **changes) -> Deployment:
     return new
 
 
-__all__ = ["Deployment", "find", "load", "load_all", "record_path", "records_dir", "save", "update"]
+__all__ = ["Deployment", "find", "load", "load_all", "record_path", "records_dir", "remove", "save", "update"]

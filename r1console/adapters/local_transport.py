@@ -178,8 +178,14 @@ class LocalTransport(Transport):
 
     async def mkdir(self, path: str, *, mode: int = 0o700, timeout: float = DEFAULT_TIMEOUT) -> None:
         target = Path(os.path.expanduser(path))
+        if target.is_dir():
+            return  # existing directories ($HOME, a shared lab dir) are never chmod'ed
         try:
-            target.mkdir(parents=True, exist_ok=True)
+            old_umask = os.umask(0o077)
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            finally:
+                os.umask(old_umask)
             os.chmod(target, mode)
         except OSError as err:
             raise R1Error(f"{path}: cannot create directory: {err.strerror}") from None

@@ -11,11 +11,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
+
 from r1console.adapters import deployments
 from r1console.adapters.connect import make_transport, terminal_prompt
 from r1console.adapters.slurm_client import JobStateError, SlurmClient, remember_batch_host
 from r1console.adapters.transport import PromptCallback, Transport
+from r1console.core.api_errors import ServerUnreachable
 from r1console.core.errors import R1Error
+from r1console.core.exposure import AUTH_SCHEME, IDENTITY_PATH, check_identity, new_challenge
 from r1console.core.userconfig import ClusterSpec, load_user_config
 
 
@@ -55,6 +59,13 @@ async def open_server(job_id: str, cluster: str | None = None, *, prompt: Prompt
             detail = f", {info.reason}" if info.reason else ""
             raise JobStateError(f"job {dep.job_id} is {info.state}{detail}: its server is not up",
                                 hint=f"r1console wait {dep.job_id} --for ready")
+        # a job id SLURM handed out again (after a restart or a purge) belongs to someone else's job
+        user = (await tr.identity())[1]
+        if (info.user and info.user != user) or (info.workdir and (info.workdir.rstrip("/") or "/") != dep.workdir):
+            raise R1Error(f"job {dep.job_id} on {spec.name} is not deployment {dep.deployment_id} any more "
+                          f"(user {info.user or '?'}, workdir {info.workdir or '?'}; the record says {user}, "
+                          f"{dep.workdir}): SLURM reused the id. The key was not sent",
+                          hint="`r1console status` lists your jobs")
         dep = remember_batch_host(dep, info) or dep
         head = info.batch_host or dep.batch_host or (info.node_list[0] if info.node_list else "")
         if not head:
@@ -67,6 +78,8 @@ async def open_server(job_id: str, cluster: str | None = None, *, prompt: Prompt
                 raise R1Error(f"the API key file {dep.key_path} of job {dep.job_id} is empty")
         forward = await tr.forward_local_port(head, dep.port)
         try:
+            if api_key is not None and dep.auth == AUTH_SCHEME:
+                await verify_identity(forward.url, api_key, dep.job_id, where=f"{head}:{dep.port}")
             yield forward.url, api_key
         finally:
             await forward.close()
@@ -75,4 +88,26 @@ async def open_server(job_id: str, cluster: str | None = None, *, prompt: Prompt
             await tr.close()
 
 
-__all__ = ["cluster_for", "open_server"]
+async def verify_identity(url: str, api_key: str, job_id: str, *, where: str, timeout: float = 15.0) -> None:
+    """Before the key goes anywhere: the server at ``url`` proves it holds it (core.exposure).
+
+    ServerUnreachable when nothing answers yet (vLLM still loading); IdentityError when something
+    answers but cannot prove it is job ``job_id``'s server. The request carries no key.
+    """
+    challenge = new_challenge()
+    try:
+        # a proxy from the environment must not capture the forwarded 127.0.0.1 port
+        async with httpx.AsyncClient(base_url=url, timeout=timeout, trust_env=False,
+                                     follow_redirects=False) as http:
+            response = await http.get(IDENTITY_PATH, params={"challenge": challenge})
+    except httpx.HTTPError as err:
+        raise ServerUnreachable(f"job {job_id}'s server at {where} is not answering yet "
+                                f"({type(err).__name__})", hint=f"r1console wait {job_id} --for ready") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    check_identity(response.status_code, body, key=api_key, job_id=job_id, challenge=challenge, where=where)
+
+
+__all__ = ["cluster_for", "open_server", "verify_identity"]

@@ -54,6 +54,8 @@ class ClusterSession:
         return {d.job_id: d for d in records}
 
     async def jobs(self, *, with_history: bool = True) -> JobsView:
+        with contextlib.suppress(R1Error):
+            await self.slurm.reconcile_all()  # submissions whose sbatch answer was lost
         queue = await self.slurm.queue()
         history: list[JobInfo] = []
         if with_history:

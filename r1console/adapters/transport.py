@@ -229,15 +229,18 @@ class Transport(abc.ABC):
     async def write_file(self, path: str, data: bytes, *, mode: int = 0o600,
                          timeout: float = DEFAULT_TIMEOUT) -> None:
         """Write ``data`` atomically (temp file + rename); the file is never readable by others."""
-        script = 'umask 077 && tmp="$1.tmp.$$" && cat > "$tmp" && chmod "$2" -- "$tmp" && mv -f -- "$tmp" "$1"'
+        # the temp file goes away whatever happens (a partial key must not stay behind)
+        script = ('umask 077 && tmp="$1.tmp.$$" && trap \'rm -f -- "$tmp"\' EXIT && trap "exit 1" HUP INT TERM && '
+                  'cat > "$tmp" && chmod "$2" -- "$tmp" && mv -f -- "$tmp" "$1"')
         result = await self.run(["sh", "-c", script, "sh", path, f"{mode:04o}"], stdin=data, timeout=timeout)
         result.check(f"writing {path}")
 
     async def mkdir(self, path: str, *, mode: int = 0o700, timeout: float = DEFAULT_TIMEOUT) -> None:
-        result = await self.run(["mkdir", "-p", "--", path], timeout=timeout)
+        """Create ``path`` (and parents) with ``mode``; an existing directory is left as it is (never chmod'ed:
+        it may be $HOME or a shared lab directory)."""
+        script = 'if [ -d "$1" ]; then exit 0; fi; umask 077 && mkdir -p -- "$1" && chmod "$2" -- "$1"'
+        result = await self.run(["sh", "-c", script, "sh", path, f"{mode:04o}"], timeout=timeout)
         result.check(f"creating {path}")
-        result = await self.run(["chmod", f"{mode:04o}", "--", path], timeout=timeout)
-        result.check(f"chmod {path}")
 
     async def identity(self) -> tuple[str, str]:
         """(home directory, user name) on the cluster; asked once per transport."""

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--time-scale", type=float, default=1.0, metavar="X",
                    help="wall seconds per simulated second (1 real time, 0.01 = 100x faster, 0 = no waiting)")
     p.add_argument("--api-key", default=None,
-                   help="require 'Authorization: Bearer KEY' on /v1/* (default: $VLLM_API_KEY, else none)")
+                   help="require 'Authorization: Bearer KEY' on every route but /health (default: $VLLM_API_KEY, else none)")
     p.add_argument("--seed", type=int, default=0, help="seed for lengths, text and fault choices")
     p.add_argument("--quiet", action="store_true", help="do not print vLLM/uvicorn log lines")
     f = p.add_argument_group("fault injection (also at runtime: POST /_sim/faults)")

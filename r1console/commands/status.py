@@ -7,7 +7,7 @@ import argparse
 from r1console.adapters import deployment_status, deployments
 from r1console.adapters.slurm_client import SlurmClient, remember_batch_host
 from r1console.commands._jobs import add_cluster_flags, clean_errors, emit, job_dict, job_table, resolve_cluster, \
-    slurm_session
+    slurm_session, stderr
 from r1console.core import deployment_stage
 from r1console.core.errors import EXIT_DEPLOYMENT_FAILED, EXIT_OK
 from r1console.core.slurm_parse import format_duration
@@ -34,6 +34,8 @@ async def run(args: argparse.Namespace) -> int:
     spec, dep = resolve_cluster(args, args.job_id)
     async with slurm_session(spec, args) as (_transport, client):
         if args.job_id is None:
+            for note in await client.reconcile_all():  # submissions whose sbatch answer was lost
+                stderr(f"r1console: {note}")
             jobs = await client.queue(all_users=args.all_users)
             records, _ = deployments.load_all(cluster=client.cluster_name)
             deps = {d.job_id: d for d in records}

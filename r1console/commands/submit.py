@@ -33,6 +33,8 @@ async def run(args: argparse.Namespace) -> int:
     for message in loaded.warnings:
         warn(f"{loaded.source}: {message}")
     async with slurm_session(spec, args) as (_transport, client):
+        for note in await client.reconcile_all():  # earlier submissions whose sbatch answer was lost
+            warn(note)
         dep = await client.submit(loaded, workdir=args.workdir)
     emit(args, dep.to_dict(), lambda: "\n".join([
         f"submitted job {dep.job_id} on {dep.cluster} (deployment {dep.deployment_id})",

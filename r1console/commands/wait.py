@@ -22,6 +22,7 @@ from r1console.adapters.reach import open_server
 from r1console.adapters.slurm_client import JobStateError, SlurmClient, is_transient, remember_batch_host
 from r1console.commands._jobs import add_cluster_flags, clean_errors, emit, job_dict, resolve_cluster, \
     slurm_session, stderr
+from r1console.core.api_errors import ServerUnreachable
 from r1console.core.errors import EXIT_CLUSTER, R1Error
 from r1console.core.slurm_parse import JobInfo
 
@@ -190,8 +191,13 @@ async def _wait_ready(client: SlurmClient, transport, dep, info: JobInfo, args, 
             lifecycle.on_slurm_state(info.state, info.reason or None, clock())
             if info.is_running and server is None:
                 server = open_server(dep.job_id, dep.cluster, transport=transport, prompt=None)
-                url, key = await server.__aenter__()
-                vllm = VllmClient(url, key)
+                try:
+                    url, key = await server.__aenter__()
+                except ServerUnreachable:  # not listening yet: the identity check runs again next round
+                    server = None
+                    lifecycle.on_health(False, clock())
+                else:
+                    vllm = VllmClient(url, key)
             if vllm is not None and info.is_running:
                 healthy = await vllm.is_healthy()
                 lifecycle.on_health(healthy, clock())

@@ -25,14 +25,18 @@ from r1console.core.yamlpos import Located, Mark, PathKey, load_file
 
 # Values that end up on ``#SBATCH`` lines are parsed by sbatch itself, not by a shell, so they
 # cannot be quoted: allow only characters SLURM uses in names, features and limits.
-_SBATCH_SAFE = re.compile(r"^[A-Za-z0-9_.,:;&|!*\[\]()+=@/%-]+$")
-_MEM = re.compile(r"^\d+[KMGTkmgt]?$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline, which would end an #SBATCH line.
+_SBATCH_SAFE = re.compile(r"^[A-Za-z0-9_.,:;&|!*\[\]()+=@/%-]+\Z")
+_MEM = re.compile(r"^\d+[KMGTkmgt]?\Z")
 _TIME = re.compile(
     r"^(?:\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2}"
-    r"|infinite|UNLIMITED|unlimited)$"
+    r"|infinite|UNLIMITED|unlimited)\Z"
 )
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+# sbatch options r1console sets itself: log discovery, the workdir and the reconcile tag depend on them
+_RESERVED_SBATCH = {"--output": "output", "-o": "output", "--error": "error", "-e": "error",
+                    "--chdir": "chdir", "-D": "chdir", "--comment": "comment", "--parsable": "parsable"}
 
 
 class _Section(BaseModel):
@@ -101,6 +105,11 @@ class SlurmSpec(_Section):
                 raise ValueError(f"extra sbatch option {item!r} must start with '-' (e.g. '--qos=high')")
             if any(ch in item for ch in "\n\r\0#"):
                 raise ValueError(f"extra sbatch option {item!r} contains a newline, NUL or '#'")
+            flag = item.split("=", 1)[0].split(None, 1)[0]
+            if flag in _RESERVED_SBATCH or (flag[:2] in ("-o", "-e", "-D") and not flag.startswith("--")):
+                raise ValueError(f"extra sbatch option {item!r} overrides an option r1console sets itself "
+                                 "(--output/--error/--chdir/--comment/--parsable): the console would lose "
+                                 "the job's logs or the job; set workdir instead")
         return value
 
 
@@ -531,7 +540,8 @@ def profile_warnings(profile: Profile, model_config: dict | None = None) -> list
     if v.enable_expert_parallel and parse_version(v.version) < (0, 8, 0):
         warnings.append("enable_expert_parallel needs vLLM >= 0.8; it will not be rendered")
     if profile.server.api_key == "none":
-        warnings.append("server.api_key is none: anyone on the cluster network can use this deployment")
+        warnings.append("server.api_key is none: every route of this deployment (chat, /invocations, /tokenize, "
+                        "/metrics...) is open to anyone who can reach the head node's port; auto guards all but /health")
     return warnings
 
 

@@ -20,10 +20,12 @@ from r1console.core.profiles import Profile
 from r1console.core.vllm_flags import serve_args
 
 TEMPLATE = "vllm-serve.sbatch"
+AUTH_MIDDLEWARE = "r1c_auth.py"  # written into the job by the script: `vllm serve --middleware r1c_auth.R1cAuth`
+_AUTH_HEREDOC_END = "R1C_AUTH_PY"
 LOG_OUT = "job.%N.%j.out"
 LOG_ERR = "job.%N.%j.err"
 _PLACEHOLDER = re.compile(r"\{\{([a-z0-9_]+)\}\}")
-_SBATCH_PATH_SAFE = re.compile(r"^[A-Za-z0-9_./@%+=:,-]+$")
+_SBATCH_PATH_SAFE = re.compile(r"^[A-Za-z0-9_./@%+=:,-]+\Z")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,14 @@ def load_template(name: str = TEMPLATE) -> str:
         raise R1Error(f"{path}: cannot read the SLURM script template: {err.strerror}") from None
 
 
+def auth_middleware_source() -> str:
+    """The middleware module the job writes out (shipped next to the template)."""
+    text = load_template(AUTH_MIDDLEWARE)
+    if any(line.strip() == _AUTH_HEREDOC_END for line in text.splitlines()):
+        raise R1Error(f"{AUTH_MIDDLEWARE} contains the line {_AUTH_HEREDOC_END}, which would end its heredoc")
+    return text.rstrip("\n")
+
+
 def render_script(profile: Profile, plan: RenderPlan, template: str | None = None) -> str:
     text = template if template is not None else load_template()
     values = {
@@ -118,6 +128,8 @@ def render_script(profile: Profile, plan: RenderPlan, template: str | None = Non
         "setup": "\n".join(profile.env.setup) if profile.env.setup else "# (no env.setup lines)",
         "exports": "\n".join(_exports(profile)) if _exports(profile) else "# (no env.vars)",
     }
+    if "{{auth_middleware}}" in text:
+        values["auth_middleware"] = auth_middleware_source()
 
     def substitute(match: re.Match) -> str:
         key = match.group(1)

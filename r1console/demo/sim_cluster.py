@@ -155,6 +155,7 @@ class SimJob:
     time_limit_s: int | None = None
     features: str = ""
     exclusive: bool = False
+    comment: str = ""                      # sbatch --comment (r1console tags jobs r1c:<deployment id>)
     submit: float = 0.0
     state: str = "PENDING"
     reason: str = "Priority"
@@ -256,7 +257,7 @@ class SimJob:
     def to_record(self) -> dict:
         keep = ("job_id", "name", "user", "uid", "partition", "workdir", "command", "stdout_pattern",
                 "stderr_pattern", "num_nodes", "gpus_per_node", "cpus_per_task", "ntasks_per_node", "mem_mb",
-                "time_limit_s", "features", "exclusive", "submit", "state", "reason", "start", "end",
+                "time_limit_s", "features", "exclusive", "comment", "submit", "state", "reason", "start", "end",
                 "exit_code", "nodes", "cancelled_by")
         data = {k: getattr(self, k) for k in keep}
         data["steps"] = [dataclasses.asdict(s) for s in self.steps]
@@ -479,7 +480,7 @@ class SimCluster:
                      stderr_pattern=script.error, num_nodes=num_nodes, gpus_per_node=gpn,
                      cpus_per_task=script.cpus_per_task, ntasks_per_node=script.ntasks_per_node, mem_mb=mem_mb,
                      time_limit_s=limit, features=constraint or "", exclusive=script.exclusive,
-                     submit=self.now(), script=script, fault=fault, api_pid=os.getpid())
+                     comment=script.options.get("comment", ""), submit=self.now(), script=script, fault=fault, api_pid=os.getpid())
         job.profile = profile_from_script(script)
         job.plan = _plan(job.profile, node.gpu_name)
         self.jobs[job_id] = job
@@ -620,7 +621,7 @@ class SimCluster:
             "host": "127.0.0.1", "port": job.local_port or 0, "vllm_version": script.version,
             "model": profile.model.path if profile is not None else "/path/to/DeepSeek-R1",
             "served_model_name": profile.model.served_name if profile is not None else None,
-            "api_key": key, "max_num_seqs": (v.max_num_seqs if v else None) or 256,
+            "api_key": key, "job_id": str(job.job_id), "max_num_seqs": (v.max_num_seqs if v else None) or 256,
             "max_num_batched_tokens": (v.max_num_batched_tokens if v else None) or 8192,
             "max_model_len": (v.max_model_len if v else None) or 163_840,
             "time_scale": self.time_scale, "seed": job.job_id, "stats_interval_s": 10.0 * self.time_scale,
@@ -828,7 +829,7 @@ class SimCluster:
             "Z": job.workdir, "C": str(job.cpus), "o": job.command, "a": "(null)", "q": "normal",
             "b": f"gres/gpu:{job.gpus_per_node}" if job.gpus_per_node else "N/A",
             "f": job.features or "(null)", "m": _mem_text(job.mem_mb), "Q": str(4294901759 - job.job_id % 1000),
-            "k": "(null)", "U": str(job.uid), "g": job.user, "x": "", "n": "",
+            "k": job.comment or "(null)", "U": str(job.uid), "g": job.user, "x": "", "n": "",
         }
         if code not in values:
             raise ValueError(code)
@@ -863,7 +864,7 @@ class SimCluster:
             "array_max_tasks": 0, "array_task_string": "", "association_id": 0, "batch_features": "",
             "batch_flag": True, "batch_host": job.batch_host if not pending else "",
             "flags": ["TRES_STR_CALC"], "burst_buffer": "", "burst_buffer_state": "",
-            "cluster": self.cluster_name, "cluster_features": "", "command": job.command, "comment": "",
+            "cluster": self.cluster_name, "cluster_features": "", "command": job.command, "comment": job.comment,
             "container": "", "contiguous": False, "core_spec": None, "thread_spec": None,
             "cores_per_socket": None, "billable_tres": float(job.cpus), "cpus_per_task": job.cpus_per_task,
             "cpu_frequency_minimum": None, "cpu_frequency_maximum": None, "cpu_frequency_governor": None,
@@ -1112,7 +1113,7 @@ class SimCluster:
             "workdir": job.workdir, "user": job.user, "uid": str(job.uid), "group": job.user, "gid": str(job.uid),
             "account": "", "alloccpus": "0" if pending else str(job.cpus), "ncpus": str(job.cpus),
             "alloctres": "" if pending else job.tres(alloc=True), "reqtres": job.tres(alloc=False),
-            "cluster": self.cluster_name, "qos": "normal", "comment": "", "priority": "1",
+            "cluster": self.cluster_name, "qos": "normal", "comment": job.comment, "priority": "1",
             "reqmem": _mem_text(job.mem_mb), "reqnodes": str(job.num_nodes), "constraints": job.features,
         }
         return values.get(name, "")

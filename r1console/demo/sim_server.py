@@ -2,7 +2,9 @@
 
 Endpoints (as vLLM serves them; JSON/SSE shapes per ``--vllm-version``, see sim_versions):
   GET  /health  /version  /load  /metrics  /v1/models
-  POST /v1/chat/completions  /v1/completions      (streaming or not; auth on /v1/* like vLLM)
+  POST /v1/chat/completions  /v1/completions      (streaming or not)
+  With an API key every route but /health demands it, like r1console's job (slurm/r1c_auth.py), and
+  GET /r1c/identity?challenge=HEX answers the job's identity proof.
 Simulator endpoints (never guarded by the API key):
   GET  /_sim/state      counters: requests seen / in flight / completed / aborted / faults / duplicates
   GET  /_sim/requests   recent request records (fingerprint, status, tokens) for duplicate checks
@@ -31,6 +33,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import secrets
 import time
 from collections import deque
@@ -39,6 +42,7 @@ from http import HTTPStatus
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from r1console.core.exposure import IDENTITY_PATH, OPEN_PATHS, identity_proof
 from r1console.demo.sim_engine import (
     ANSWER, DEFAULT_KV_CACHE_TOKENS, EOS, FINISHED, REASONING, THINK_END, EngineConfig, LengthModel,
     SimEngine, SimRequest,
@@ -128,6 +132,7 @@ class SimServerConfig:
     model: str = "deepseek-ai/DeepSeek-R1"          # the model path (``root`` in /v1/models)
     served_model_name: str | None = None            # default: the model path, like vLLM
     api_key: str | None = None
+    job_id: str = ""                                # answered by /r1c/identity (the job's SLURM_JOB_ID)
     max_num_seqs: int = 1024
     max_num_batched_tokens: int = 8192
     max_model_len: int = 163_840
@@ -600,7 +605,12 @@ class SimServer:
 
     async def _dispatch(self, conn: _Conn, req: _Http) -> bool:
         path = req.path
-        if path.startswith("/v1") and req.method != "OPTIONS" and not self._authorized(req):
+        # Like a deployment of r1console's job script (slurm/r1c_auth.py): every route but /health
+        # demands the key (vLLM alone guards /v1/* only); /r1c/identity proves we hold it. The
+        # /_sim/* control routes are the simulator's own, not part of a deployment.
+        if path == IDENTITY_PATH and self.config.api_key:
+            return await self._identity(conn, req)
+        if path not in OPEN_PATHS and not path.startswith("/_sim/") and not self._authorized(req):
             return await self._send_json(conn, req, 401, self.profile.unauthorized_body())
         methods = self._ROUTES.get(path)
         if methods is None:
@@ -627,6 +637,17 @@ class SimServer:
         if path.startswith("/_sim/"):
             return await self._admin(conn, req)
         return await self._generate(conn, req, chat=path == "/v1/chat/completions")
+
+    async def _identity(self, conn: _Conn, req: _Http) -> bool:
+        if req.method not in ("GET", "HEAD"):
+            return await self._send_json(conn, req, 405, {"error": "Method Not Allowed"})
+        query = req.target.partition("?")[2]
+        challenge = next((v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "challenge"), "")
+        if not re.fullmatch(r"[0-9a-f]{32,128}", challenge):
+            return await self._send_json(conn, req, 400, {"error": "challenge must be 32-128 lowercase hex digits"})
+        key = self.config.api_key or ""
+        return await self._send_json(conn, req, 200, {"r1console_identity": 1, "job_id": self.config.job_id,
+                                                      "proof": identity_proof(key, self.config.job_id, challenge)})
 
     async def _admin(self, conn: _Conn, req: _Http) -> bool:
         path = req.path

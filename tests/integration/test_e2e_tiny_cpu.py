@@ -75,6 +75,7 @@ def deployment(slurm_cluster, tmp_path_factory):
     _require_vllm_for_the_job_user(slurm_cluster)
     tmp = tmp_path_factory.mktemp("e2e-tiny")
     workdir = slurm_cluster.make_workdir("e2e-tiny")
+    os.chmod(workdir, 0o755)  # an existing workdir: submit leaves its mode alone (audit M7)
     config = tmp / "config.yaml"
     config.write_text(json.dumps({"clusters": {"testc": {
         "ssh_host": slurm_cluster.ssh_host, "ssh_config": slurm_cluster.ssh_config,
@@ -120,11 +121,13 @@ def test_submit_keeps_a_record_and_private_files_on_the_cluster(deployment):
     assert [r["job_id"] for r in records] == [env.job_id]
     assert oct((env.state / "deployments").stat().st_mode & 0o777) == oct(0o700)
     # modes and owner as the test user sees them, over the same SSH the CLI used
-    stat = env.cluster.ssh(["stat", "-c", "%a %U %n", dep["workdir"], dep["key_path"], dep["script_path"]], timeout=30)
+    # the workdir existed (the test made it 0755): submit leaves it alone and keeps the key dir private
+    stat = env.cluster.ssh(["stat", "-c", "%a %U %n", dep["workdir"], str(Path(dep["key_path"]).parent),
+                            dep["key_path"], dep["script_path"]], timeout=30)
     assert stat.returncode == 0, stat.stderr
     modes = [line.split(" ", 2) for line in stat.stdout.splitlines()]
-    assert [(m, u) for m, u, _ in modes] == [("700", env.cluster.user), ("600", env.cluster.user),
-                                            ("600", env.cluster.user)]
+    assert [(m, u) for m, u, _ in modes] == [("755", env.cluster.user), ("700", env.cluster.user),
+                                            ("600", env.cluster.user), ("600", env.cluster.user)]
     key = env.cluster.ssh(["cat", dep["key_path"]], timeout=30).stdout.strip()
     assert len(key) >= 32  # a fresh random key per deployment
 
@@ -209,6 +212,75 @@ async def test_the_forwarded_server_refuses_requests_without_the_key(deployment)
     assert bare.status_code == 401, bare.text
     assert wrong.status_code == 401 and models.status_code == 401
     assert right.status_code == 200 and right.json()["choices"][0]["message"]  # the key, and only it, opens it
+
+
+# ---- 5b. every route of the real job, not just /v1 (audit H1) --------------------------------------
+
+EXTRA_ROUTES = ["/invocations", "/tokenize", "/detokenize", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
+                "/openapi.json", "/version", "/load", "/ping", "/pooling", "/score", "/rerank", "/classify",
+                "/server_info", "/reset_prefix_cache", "/v1/models/tiny-r1", "/", "/no-such-route", "/HEALTH",
+                "/health/", "/metrics/"]
+
+
+async def test_every_route_but_health_needs_the_key_and_the_job_proves_its_identity(deployment):
+    """All routes of the real vLLM (its own /openapi.json, plus the unguarded ones vLLM is known for):
+    401 without the key, for every method the route declares; with the key they answer."""
+    from r1console.core.exposure import check_identity, new_challenge
+
+    env = deployment
+    key = env.cluster.ssh(["cat", env.dep["key_path"]], timeout=30).stdout.strip()
+    auth = {"Authorization": f"Bearer {key}"}
+    async with SSHTransport(env.spec) as tr:
+        forward = await tr.forward_local_port(env.batch_host, env.dep["port"])
+        try:
+            async with httpx.AsyncClient(base_url=forward.url, timeout=60) as http:
+                assert (await http.get("/openapi.json")).status_code == 401
+                spec = (await http.get("/openapi.json", headers=auth)).json()
+                routes = {path: sorted(m.upper() for m in ops if m in ("get", "post", "put", "delete", "patch"))
+                          for path, ops in spec["paths"].items()}
+                for path in EXTRA_ROUTES:
+                    routes.setdefault(path, ["GET", "POST"])
+                assert {"/invocations", "/tokenize", "/v1/chat/completions", "/metrics"} <= set(routes)
+                open_, refused = {}, []
+                for path, methods in sorted(routes.items()):
+                    concrete = path.replace("{model_name}", "tiny-r1").replace("{", "").replace("}", "")
+                    for method in methods + ["OPTIONS"]:
+                        for headers in ({}, {"Authorization": "Bearer wrong"}):
+                            r = await http.request(method, concrete, headers=headers,
+                                                   json={"model": "tiny-r1", "prompt": "hi"}
+                                                   if method in ("POST", "PUT", "PATCH") else None)
+                            if r.status_code == 401:
+                                refused.append(f"{method} {concrete}")
+                            elif concrete != "/health":
+                                open_[f"{method} {concrete}"] = r.status_code
+                assert open_ == {}  # not one route answers without the key
+                assert (await http.get("/health")).status_code == 200
+                # with the key the same routes work
+                ok = {
+                    "models": await http.get("/v1/models", headers=auth),
+                    "tokenize": await http.post("/tokenize", headers=auth, json={"model": "tiny-r1", "prompt": "hi"}),
+                    "metrics": await http.get("/metrics", headers=auth),
+                    "docs": await http.get("/docs", headers=auth),
+                    "invocations": await http.post("/invocations", headers=auth, json={
+                        "model": "tiny-r1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}),
+                }
+                stream = []
+                async with http.stream("POST", "/v1/chat/completions", headers=auth, json={
+                        "model": "tiny-r1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8,
+                        "stream": True}) as resp:
+                    async for line in resp.aiter_lines():
+                        stream.append(line)
+                challenge = new_challenge()
+                ident = await http.get("/r1c/identity", params={"challenge": challenge})
+        finally:
+            await forward.close()
+    print(f"\n[e2e tiny-cpu] {len(refused)} (method, route, header) requests without the key: all 401 "
+          f"({len(routes)} routes)")
+    assert {name: r.status_code for name, r in ok.items()} == {name: 200 for name in ok}
+    assert "vllm:" in ok["metrics"].text and ok["tokenize"].json()["count"] > 0
+    assert stream[-1] == "data: [DONE]" or "data: [DONE]" in stream  # streaming passes through untouched
+    check_identity(ident.status_code, ident.json(), key=key, job_id=env.job_id, challenge=challenge,
+                   where="the e2e job")
 
 
 # ---- the console's path: JobWatch over one ClusterSession -------------------------------------------

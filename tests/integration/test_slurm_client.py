@@ -109,12 +109,13 @@ async def test_submit_runs_to_completion_with_private_files(env):
     assert loaded.profile.slurm.partition == env.cluster.partition  # the cluster's default filled in
     async with SSHTransport(env.spec) as tr:
         client = SlurmClient(tr, env.spec)
+        workdir_mode = await remote_mode(tr, str(env.workdir))  # it exists already: submit must not chmod it
         dep = await client.submit(loaded)
         env.jobs.append(dep.job_id)
         FIRST_JOB["id"] = dep.job_id
         assert deployments.find(dep.job_id) == dep and deployments.find(dep.job_id, "testc") == dep
         assert dep.workdir == str(env.workdir) and dep.log_out == f"{env.workdir}/job.%N.{dep.job_id}.out"
-        assert await remote_mode(tr, dep.workdir) == 0o700
+        assert await remote_mode(tr, dep.workdir) == workdir_mode
         assert await remote_mode(tr, f"{dep.workdir}/keys") == 0o700
         assert await remote_mode(tr, dep.key_path) == 0o600
         assert await remote_mode(tr, dep.script_path) == 0o600

@@ -85,7 +85,7 @@ def test_api_key_comes_from_a_file_never_the_command_line():
     script = render("h200x8")
     assert "--api-key" not in script
     assert f"R1C_API_KEY_FILE={WORKDIR}/keys/h200x8-test.key" in script
-    assert 'VLLM_API_KEY="$(<"$R1C_API_KEY_FILE")"' in script
+    assert 'r1c_api_key="$(<"$R1C_API_KEY_FILE")"' in script
     assert "R1C_API_KEY_FILE=''" in render("h200x8", ["server.api_key=none"])
 
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from r1console.adapters.slurm_client import JobStateError
+from r1console.core.api_errors import ServerUnreachable
 from r1console.core.errors import RemoteError
 from r1console.core.lifecycle import JobLifecycle, LifecycleState, Stage
 from r1console.core.logparse import LogParser
@@ -336,10 +337,10 @@ async def test_error_outputs_are_slurms(demo):
 
 async def test_server_port_refuses_connections_until_vllm_listens(demo):
     dep, _ = await start_running(demo)
-    async with demo.open_server(dep.job_id) as (url, _key):
-        async with httpx.AsyncClient(timeout=5) as client:
-            with pytest.raises(httpx.ConnectError):
-                await client.get(url + "/health")
+    # nothing listens yet: the identity check cannot pass, so the key is not handed out
+    with pytest.raises(ServerUnreachable, match="not answering yet"):
+        async with demo.open_server(dep.job_id):
+            pass
 
 
 async def test_history_and_job_ids_survive_a_restart(tmp_path, monkeypatch):
@@ -373,3 +374,15 @@ def test_demo_modules_never_import_textual():
             "print(sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+async def test_open_server_refuses_a_job_id_that_is_no_longer_ours(demo):
+    """Audit L5: a record whose job id SLURM handed out again (other workdir or user) gets no key."""
+    from r1console.adapters import deployments
+    from r1console.core.errors import R1Error
+
+    dep, _ = await start_running(demo)
+    deployments.update(deployments.find(dep.job_id), workdir="/somewhere/else")
+    with pytest.raises(R1Error, match="SLURM reused the id. The key was not sent"):
+        async with demo.open_server(dep.job_id):
+            pass

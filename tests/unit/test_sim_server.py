@@ -368,18 +368,39 @@ async def test_metric_totals_equal_the_usage_of_the_responses():
 
 # ---- auth --------------------------------------------------------------------------------
 
-async def test_api_key_guards_v1_only_with_vllms_401_body():
+async def test_api_key_guards_every_route_but_health_like_the_job():
     async with sim(vllm_version="0.32.0", api_key="s3cret") as (srv, c):
         assert (await c.get("/v1/models")).status_code == 200
         async with httpx.AsyncClient(base_url=srv.url) as anon:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
-                r = await anon.get("/v1/models", headers=headers)
-                assert r.status_code == 401 and r.content == b'{"error":"Unauthorized"}'
+                for path in ("/v1/models", "/version", "/load", "/metrics", "/invocations", "/tokenize", "/docs"):
+                    r = await anon.get(path, headers=headers)
+                    assert r.status_code == 401 and r.content == b'{"error":"Unauthorized"}', path
                 r = await anon.post("/v1/chat/completions", headers=headers, json={"messages": CHAT})
                 assert r.status_code == 401
-            for path in ("/health", "/version", "/metrics", "/_sim/state"):
+                assert (await anon.request("OPTIONS", "/v1/models", headers=headers)).status_code == 401
+            for path in ("/health", "/_sim/state"):  # /_sim/* is the simulator's control plane
                 assert (await anon.get(path)).status_code == 200
             assert (await anon.get("/v1/models", headers={"Authorization": "bearer s3cret"})).status_code == 200
+            assert (await c.get("/version")).json() == {"version": "0.32.0"}
+
+
+async def test_identity_route_proves_the_key_without_it():
+    from r1console.core.exposure import IdentityError, check_identity, new_challenge
+
+    async with sim(vllm_version="0.32.0", api_key="s3cret", job_id="4242") as (srv, _c):
+        async with httpx.AsyncClient(base_url=srv.url) as anon:
+            challenge = new_challenge()
+            r = await anon.get("/r1c/identity", params={"challenge": challenge})
+            assert r.status_code == 200 and r.json()["job_id"] == "4242"
+            check_identity(r.status_code, r.json(), key="s3cret", job_id="4242", challenge=challenge, where="sim")
+            with pytest.raises(IdentityError, match="could not prove"):
+                check_identity(r.status_code, r.json(), key="other", job_id="4242", challenge=challenge,
+                               where="sim")
+            with pytest.raises(IdentityError, match="not job 4243"):
+                check_identity(r.status_code, r.json(), key="s3cret", job_id="4243", challenge=challenge,
+                               where="sim")
+            assert (await anon.get("/r1c/identity", params={"challenge": "x; rm"})).status_code == 400
 
 
 # ---- faults ------------------------------------------------------------------------------

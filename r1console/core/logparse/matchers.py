@@ -28,6 +28,7 @@ from r1console.core.logparse.events import (
     KvCacheMemory,
     Milestone,
     ModelLoaded,
+    Notice,
     RayPlacementWait,
     RayReady,
     RayWaiting,
@@ -152,6 +153,22 @@ def _script_fatal(tail: str, base: dict) -> Event:
     return FatalError(**base, kind=kind, explanation=explanation, what_to_try=what, detail=message or None)
 
 
+#: ``[r1console] WARNING <kind> <message>`` lines of the script (security downgrades): what to do.
+SCRIPT_WARNINGS = {
+    "auth_none": "Set server.api_key: auto in the profile, so every route but /health demands a key.",
+    "ray_auth_unavailable": "Use Ray >= 2.52 on the nodes (token auth), or a single-node profile with "
+                            "vllm.distributed_executor_backend: mp, so no Ray control plane is open.",
+    "ray_auth_off": "Keep server.api_key: auto so the script can create the Ray token next to the key.",
+}
+
+
+def _script_warning(tail: str, base: dict) -> Event:
+    kind, _, message = tail.strip().partition(" ")
+    kind, message = kind or "script", message.strip()
+    what = SCRIPT_WARNINGS.get(kind, "Read the job's log around this line.")
+    return Notice(**base, kind=kind, explanation=message or kind, what_to_try=what, detail=message or None)
+
+
 def _ray_marker(name: str, values: dict[str, str], base: dict) -> Event | None:
     if name == "ray_waiting":
         nodes, gpus = _FRACTION.match(values.get("nodes", "")), _FRACTION.match(values.get("gpus", ""))
@@ -174,6 +191,8 @@ def _marker(msg: str, base: dict) -> Events:
         return ()
     if first == "FATAL":
         return (_script_fatal(tail, base),)
+    if first == "WARNING":
+        return (_script_warning(tail, base),)
     if "=" in first:
         name, fields = first.partition("=")[0], _marker_fields(rest)
     else:
