@@ -104,7 +104,9 @@ async def _explain_end(client: SlurmClient, info: JobInfo, dep, tail_bytes: int 
         from r1console.core.lifecycle import JobLifecycle
         from r1console.core.logparse import LogParser
 
-        if dep is None:
+        if dep is None or not (info.batch_host or dep.batch_host):
+            # no record, or a job that ended before anyone saw it run (its record has no batch host yet,
+            # so %N in the log paths is unknown): the full details name the batch host
             info = await client.job(info.job_id)
         lifecycle = JobLifecycle(live=False)
         last_err = ""

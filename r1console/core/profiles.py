@@ -476,9 +476,9 @@ def _cross_checks(profile: Profile) -> list[tuple[PathKey, str]]:
         problems.append(
             (
                 ("vllm", "distributed_executor_backend"),
-                f"the mp backend runs on one node with vLLM {v.version}, but slurm.nodes is {s.nodes}; use ray "
-                f"for several nodes (mp across nodes, --nnodes/--headless, is rendered for vLLM >= "
-                f"{'.'.join(map(str, MP_MULTINODE_FROM))})",
+                f"the mp backend runs on one node, but slurm.nodes is {s.nodes}; use ray for several nodes "
+                f"(vLLM's multi-node mp mode, --nnodes/--headless, is rendered for vllm.version >= "
+                f"{'.'.join(map(str, MP_MULTINODE_FROM))}; this profile names {v.version})",
             )
         )
     return problems
