@@ -162,7 +162,10 @@ async def test_h200x8_pending_running_loading_ready_server_cancel_history(demo):
         assert marker in out_text, marker
     err_text = read(err_path)
     assert "\rLoading safetensors checkpoint shards: 100% Completed | 163/163 [01:00<00:00," in err_text
-    assert "SUCC scripts.py:861 -- Ray runtime started." in err_text
+    # Ray 2.60's `ray start` CLI output goes to the step's stdout (tests/data/ray-2node/ captures)
+    assert "\tSUCC scripts.py:1085 -- Ray runtime started." in out_text
+    assert "\tSUCC scripts.py:1251 -- Ray runtime started." in out_text
+    assert "\tWARNING authentication_token_setup.py:73 -- Token authentication is disabled" in err_text
 
     # The server, through the session's forward and the API key file the submit wrote.
     async with demo.open_server(dep.job_id) as (url, key):
