@@ -33,7 +33,7 @@ from r1console.demo.sim_logs import LogLine, StartupSpec, VllmLogFormat, startup
 
 MiB = 1024**2
 GiB = 1024**3
-FAULTS = ("oom", "nccl")
+FAULTS = ("oom", "nccl", "ray_node_lost")  # ray_node_lost: the last node's Ray step dies mid-serve
 SITE = "/opt/conda/envs/vllm-inference/lib/python3.10/site-packages"
 
 # ================================================================================================
@@ -577,6 +577,8 @@ def build_timeline(ctx: JobContext, model: "GpuModel | None" = None) -> tuple[li
         cut = rel["load0"] + ctx.oom_fraction * (rel["load1"] - rel["load0"])
     elif ctx.fault == "nccl" and rel["model"] is not None:
         cut = rel["model"] + 0.5
+    elif ctx.fault == "ray_node_lost" and ray and len(ctx.nodes) > 1 and rel["ready"] is not None:
+        cut = rel["ready"] + 20.0  # serving for a while, then the last node's `ray start` step is killed
 
     if ray and rel["pg"] is not None:
         when = rel["pg"] - 1.0
@@ -602,6 +604,10 @@ def build_timeline(ctx: JobContext, model: "GpuModel | None" = None) -> tuple[li
     elif ctx.fault == "nccl" and cut is not None:
         phases.hang = v0 + cut + 0.5
         phases.end = _nccl_lines(b, ctx, phases.hang)
+    elif ctx.fault == "ray_node_lost" and cut is not None:
+        phases.end = _ray_node_lost_lines(b, ctx, v0 + cut)
+        b.action(phases.end + 0.1, "exit", 1)  # the script stops on its own marker: no vllm_exited
+        return _sorted(b.entries), phases
     if phases.end is not None:
         if s.markers:
             b.out(phases.end, "[r1console] vllm_exited code=1")
@@ -614,6 +620,27 @@ def _sorted(entries: list[Entry]) -> list[Entry]:
 
 
 # ---- faults ------------------------------------------------------------------------------------
+def _ray_node_lost_lines(b: _Builder, ctx: JobContext, t: float) -> float:
+    """The last node's Ray step killed while vLLM runs, as the 2-node test cluster printed it
+    (tests/data/ray-2node/worker-step-killed): srun reports the step, the script's step check stops the
+    job with a marker naming the node, SLURM tears the other steps down."""
+    node, step, head = ctx.nodes[-1], len(ctx.nodes) - 1, ctx.nodes[0]
+    b.err(t, f"srun: error: {node}: task 0: Killed")
+    b.err(t, f"srun: Force Terminated StepId={ctx.job_id}.{step}")
+    t += 0.8  # the script looks at its steps every second
+    marker = (f"[r1console] FATAL ray_step_died node={node} the 'ray start' step on {node} exited; "
+              "see its error above (is ray installed there?)")
+    b.out(t, marker)
+    b.err(t, marker)
+    b.err(t, "srun: forcing job termination")
+    b.err(t, "srun: Job step aborted: Waiting up to 7 seconds for job step to finish.")
+    t += 0.5
+    b.err(t, f"slurmstepd-{head}: error: *** STEP {ctx.job_id}.0 ON {head} FAILED (non-zero exit code or "
+             "other failure mode) ***")
+    b.err(t, f"srun: error: {head}: task 0: Killed")
+    return t + 0.2
+
+
 def _block(b: _Builder, t: float, fmt: VllmLogFormat, fileinfo: str, text: str, *, level: str = "ERROR",
            process: str = "APIServer", ray: str | None = None, pid: int | None = None) -> None:
     """A multi-line log record: vLLM's NewLineFormatter repeats the header on every line."""
