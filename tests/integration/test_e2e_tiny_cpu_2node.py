@@ -106,7 +106,9 @@ class Job:
             if self.env.cluster.job_state(self.id) in END_STATES:
                 break
             time.sleep(0.5)
-        raise AssertionError(f"job {self.id} ({self.name}): no {needle!r} in .out within {timeout}s\n"
+        state = self.env.cluster.run(["squeue", "-h", "-j", self.id, "-o", "%T %r %N"], timeout=30).stdout.strip()
+        raise AssertionError(f"job {self.id} ({self.name}, now {state or 'ended'}; every job here needs both "
+                             f"nodes): no {needle!r} in .out within {timeout}s\n"
                              f"--- .out tail:\n{self.out()[-2500:]}\n--- .err tail:\n{self.err()[-2500:]}")
 
     def at_ray_ready(self, action) -> None:
