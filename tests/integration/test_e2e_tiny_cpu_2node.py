@@ -38,7 +38,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.vllm]
 REPO = Path(__file__).resolve().parents[2]
 VLLM_HOME = Path("/opt/r1c-vllm")
 READY_TIMEOUT_S = 300   # queue + 2 vLLM ranks starting on a loaded 2-core machine (~70 s idle)
-RAY_TIMEOUT_S = 240     # submit -> Ray up on both nodes -> vLLM refuses Ray (~40 s idle)
+RAY_TIMEOUT_S = 240     # running -> Ray up on both nodes -> vLLM refuses Ray (~40 s idle)
+QUEUE_TIMEOUT_S = 600   # pending: the five jobs need both nodes (2 at a time), the cluster may be shared
 END_STATES = ("CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
 TIMINGS: dict[str, float] = {}
 
@@ -98,7 +99,15 @@ class Job:
         files = list(self.workdir.glob(f"job.*.{self.id}.err"))
         return files[0].read_text(errors="replace") if files else ""
 
+    def wait_running(self) -> None:
+        """Bounded wait while the job is queued, so the other bounds count from its start."""
+        deadline = time.monotonic() + QUEUE_TIMEOUT_S
+        while self.env.cluster.job_state(self.id) in ("PENDING", "") and time.monotonic() < deadline:
+            time.sleep(1)
+        self.times.setdefault("submit_to_running_s", time.monotonic() - self.t0)
+
     def wait_for_line(self, needle: str, timeout: float) -> float:
+        self.wait_running()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if needle in self.out():
@@ -124,7 +133,7 @@ class Job:
 
     def join(self) -> None:
         if self.thread is not None:
-            self.thread.join(RAY_TIMEOUT_S + 60)
+            self.thread.join(QUEUE_TIMEOUT_S + RAY_TIMEOUT_S + 60)
             assert not self.thread.is_alive(), f"{self.name}: the watcher did not finish"
         if self.action_error is not None:
             raise self.action_error
@@ -218,6 +227,7 @@ def _log_status(job: Job) -> dict:
 
 def _wait_failed(job: Job, kind: str) -> str:
     """`wait --for ready` gives up with the stage machine's explanation (rc 1) once the logs say KIND."""
+    job.wait_running()
     waited = _cli(job.env, "wait", job.id, "--for", "ready", "--timeout", str(RAY_TIMEOUT_S), "--interval", "1",
                   "--cluster", "testc", timeout=RAY_TIMEOUT_S + 120)
     job.times["submit_to_failed_s"] = time.monotonic() - job.t0
@@ -239,6 +249,7 @@ def _no_process_left(job: Job, timeout: float = 60) -> None:
 
 def test_mp_across_two_nodes_is_ready_and_chats(jobs):
     job = jobs["mp"]
+    job.wait_running()
     ready = _cli(job.env, "wait", job.id, "--for", "ready", "--timeout", str(READY_TIMEOUT_S), "--interval", "1",
                  "--cluster", "testc", timeout=READY_TIMEOUT_S + 120)
     job.times["submit_to_ready_s"] = time.monotonic() - job.t0
