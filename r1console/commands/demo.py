@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="simulated seconds to load the 163 shards (150; x time scale = about a minute)")
     p.add_argument("--time-scale", type=float, default=0.4,
                    help="wall seconds per simulated second (0.4: ready in about two minutes; 1 = real time)")
-    p.add_argument("--fault", choices=("oom", "nccl"), help="make the deployment fail the way real ones do")
+    p.add_argument("--fault", choices=("oom", "nccl", "ray_node_lost"),
+                   help="make the deployment fail the way real ones do (ray_node_lost: a node's Ray step dies mid-serve)")
     p.add_argument("--dir", help="keep the simulated cluster's files here (default: a temporary directory)")
     p.set_defaults(func=run_demo)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import time
 
 from r1console.adapters.reach import open_server
@@ -123,8 +124,14 @@ async def _explain_end(client: SlurmClient, info: JobInfo, dep, tail_bytes: int 
         from r1console.core.lifecycle import JobLifecycle
         from r1console.core.logparse import LogParser
 
-        if dep is None:
+        if dep is None or not (info.batch_host or dep.batch_host):
+            # no record, or a job that ended before anyone saw it run (its record has no batch host yet,
+            # so %N in the log paths is unknown): the full details name the batch host
             info = await client.job(info.job_id)
+            if not (info.batch_host or (dep and dep.batch_host)) and info.node_list:
+                # slurmctld has forgotten the job (MinJobAge) and accounting keeps no BatchHost: SLURM runs
+                # the batch script on the allocation's first node (the script's head node too)
+                info = dataclasses.replace(info, batch_host=info.node_list[0])
         lifecycle = JobLifecycle(live=False)
         last_err = ""
         for stream in ("out", "err"):

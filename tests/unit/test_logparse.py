@@ -240,6 +240,7 @@ FATAL_LINES = [
     ("ray.exceptions.RayTaskError(OutOfMemoryError): ray::RayWorkerWrapper.execute_method() (pid=1, ip=10.0.0.2)", "cuda_oom"),
     ("ray.exceptions.RayChannelTimeoutError: System error: Timed out waiting for object available to read.", "ray_channel_timeout"),
     ("ValueError: Cannot provide a placement group of placement_group_specs=[{'GPU': 1.0}] within 1800 seconds. See `ray status`", "ray_placement_timeout"),
+    ("(EngineCore pid=26693) ERROR 12-03 13:16:18 [core.py:1510] ValueError: current platform cpu does not support ray.", "ray_unsupported_platform"),
     ("ValueError: The number of required GPUs exceeds the total number of available GPUs in the placement group.", "ray_not_enough_gpus"),
     ("slurmstepd: error: *** JOB 28 ON vm CANCELLED AT 2026-11-28T11:58:20 DUE TO TIME LIMIT ***", "slurm_time_limit"),
     ("slurmstepd: error: *** JOB 28 ON vm CANCELLED AT 2026-11-28T11:58:20 DUE TO PREEMPTION ***", "slurm_preempted"),

@@ -12,7 +12,7 @@ from r1console.core.profiles import load_profile
 from r1console.core.render import RenderPlan, key_file_for, render_script
 from r1console.core.vllm_flags import serve_args
 
-SHIPPED = ["h100x16", "h200x8", "h200x8-current", "tiny-cpu"]
+SHIPPED = ["h100x16", "h200x8", "h200x8-current", "tiny-cpu", "tiny-cpu-2node", "tiny-cpu-2node-mp"]
 WORKDIR = "/home/alice/r1console"
 
 

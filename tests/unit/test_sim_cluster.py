@@ -163,7 +163,10 @@ async def test_h200x8_pending_running_loading_ready_server_cancel_history(demo):
         assert marker in out_text, marker
     err_text = read(err_path)
     assert "\rLoading safetensors checkpoint shards: 100% Completed | 163/163 [01:00<00:00," in err_text
-    assert "SUCC scripts.py:861 -- Ray runtime started." in err_text
+    # Ray 2.60's `ray start` CLI output goes to the step's stdout (tests/data/ray-2node/ captures)
+    assert "\tSUCC scripts.py:1085 -- Ray runtime started." in out_text
+    assert "\tSUCC scripts.py:1251 -- Ray runtime started." in out_text
+    assert "\tWARNING authentication_token_setup.py:73 -- Token authentication is disabled" in err_text
 
     # The server, through the session's forward and the API key file the submit wrote.
     async with demo.open_server(dep.job_id) as (url, key):
@@ -233,6 +236,26 @@ async def test_nccl_watchdog_timeout_fails_the_job(demo):
     assert state.shards_loaded == 163 and not state.log_ready
     info = await wait_for(demo, dep.job_id, lambda i: i.is_finished)
     assert (info.state, info.reason) == ("FAILED", "NonZeroExitCode")
+
+
+async def test_ray_node_lost_mid_serve_reads_like_the_real_2node_capture(demo):
+    demo.cluster.set_fault("ray_node_lost")
+    dep, _ = await start_running(demo)
+    err_path = await demo.log_path(dep.job_id, "err")
+    lifecycle, parser = JobLifecycle(live=False), LogParser("err")
+    stages: list[Stage] = []
+    state, _ = await follow_until(demo, err_path, lifecycle, parser, lambda s: s.stage is Stage.FAILED,
+                                  on_state=lambda s: stages.append(s.stage))
+    assert state.errors[0].kind == "ray_step_died" and "node=gpu02" in state.errors[0].explanation
+    info = await wait_for(demo, dep.job_id, lambda i: i.is_finished)
+    assert (info.state, info.reason) == ("FAILED", "NonZeroExitCode")
+    # the same lines, in the same order, as the test cluster printed when node2's Ray step was killed
+    real = (Path(__file__).resolve().parents[1] / "data/ray-2node/worker-step-killed/job.node1.7.err").read_text()
+    real_tail = real[real.index("srun: error: node2"):].replace("node2", "gpu02").replace("node1", "gpu01")
+    sim = read(err_path)
+    sim_tail = sim[sim.index("srun: error: gpu02"):]
+    assert sim_tail == real_tail.replace("StepId=7.", f"StepId={dep.job_id}.").replace("STEP 7.", f"STEP {dep.job_id}.")
+    assert "vllm_exited" not in read(await demo.log_path(dep.job_id, "out"))
 
 
 async def test_time_limit_ends_the_job_as_timeout(demo):
