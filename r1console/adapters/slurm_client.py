@@ -17,14 +17,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from r1console.adapters import deployments
 from r1console.adapters.deployments import Deployment
 from r1console.adapters.transport import DEFAULT_TIMEOUT, FileFollower, RunResult, Transport
 from r1console.core.errors import R1Error, RemoteError
 from r1console.core.nvidia_smi import NodeGpus, NvidiaSmiParseError, nvidia_smi_argv, parse_labelled
-from r1console.core.profiles import LoadedProfile, load_profile
+from r1console.core.profiles import LoadedProfile, load_profile_for_cluster
 from r1console.core.render import LOG_ERR, LOG_OUT, RenderPlan, key_file_for, render_script
 from r1console.core.slurm_parse import (
     SACCT_FIELDS,
@@ -71,20 +70,6 @@ class GpuReport:
     def to_dict(self) -> dict:
         return {"job_id": self.job.job_id, "state": self.job.state,
                 "nodes": [n.to_dict() for n in self.nodes], "missing_nodes": list(self.missing_nodes)}
-
-
-def load_profile_for_cluster(ref: str, spec: ClusterSpec, *, overrides: Sequence[str] = (),
-                             dirs: list[Path] | None = None) -> LoadedProfile:
-    """Load a profile; the cluster's partition/account fill in when the profile sets none."""
-    loaded = load_profile(ref, dirs=dirs, overrides=list(overrides))
-    extra = []
-    if spec.partition and not loaded.profile.slurm.partition:
-        extra.append(f"slurm.partition={spec.partition}")
-    if spec.account and not loaded.profile.slurm.account:
-        extra.append(f"slurm.account={spec.account}")
-    if extra:
-        loaded = load_profile(ref, dirs=dirs, overrides=[*overrides, *extra])
-    return loaded
 
 
 def deployment_id_for(profile_name: str, now: datetime | None = None) -> str:

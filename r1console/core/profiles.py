@@ -13,7 +13,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -548,3 +549,22 @@ def load_profile(ref: str | Path, *, dirs: list[Path] | None = None, overrides: 
                          warnings=profile_warnings(profile, model_config))
 
 
+class _ClusterDefaults(Protocol):
+    """What a cluster entry of the user config lends a profile (``r1console.core.userconfig.ClusterSpec``)."""
+
+    partition: str | None
+    account: str | None
+
+
+def load_profile_for_cluster(ref: str | Path, cluster: _ClusterDefaults, *, overrides: Sequence[str] = (),
+                             dirs: list[Path] | None = None) -> LoadedProfile:
+    """Load a profile; the cluster's partition/account fill in when the profile sets none."""
+    loaded = load_profile(ref, dirs=dirs, overrides=list(overrides))
+    extra = []
+    if cluster.partition and not loaded.profile.slurm.partition:
+        extra.append(f"slurm.partition={cluster.partition}")
+    if cluster.account and not loaded.profile.slurm.account:
+        extra.append(f"slurm.account={cluster.account}")
+    if extra:
+        loaded = load_profile(ref, dirs=dirs, overrides=[*overrides, *extra])
+    return loaded
