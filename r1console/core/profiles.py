@@ -265,7 +265,7 @@ class LoadedProfile:
 # ---- finding profiles -------------------------------------------------------------------------
 
 
-def search_dirs(extra: list[str | Path] | None = None) -> list[Path]:
+def search_dirs(extra: Sequence[str | Path] | None = None) -> list[Path]:
     """Profile directories, highest priority first: extra (from the user config), the user's, shipped."""
     dirs = [Path(d).expanduser() for d in (extra or [])]
     dirs += [paths.user_profiles_dir(), paths.shipped_profiles_dir()]
@@ -406,7 +406,7 @@ def _model_at(path: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
         annotation = model.model_fields[key].annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
-        elif getattr(annotation, "__origin__", None) is dict:
+        elif annotation is not None and getattr(annotation, "__origin__", None) is dict:
             value_type = annotation.__args__[1]
             if isinstance(value_type, type) and issubclass(value_type, BaseModel):
                 model, expect_dict_value = value_type, True
@@ -532,7 +532,7 @@ def validate_data(data: Any, marks: dict[PathKey, Mark], source: Path) -> Profil
         for path, msg in problems:
             where = str(marks.get((*path, VALUE)) or next(
                 (marks[tuple(path[:c])] for c in range(len(path), 0, -1) if tuple(path[:c]) in marks), source))
-            lines.append(f"{where}: `{'.'.join(path)}`: {msg}")
+            lines.append(f"{where}: `{'.'.join(map(str, path))}`: {msg}")
         raise ConfigError(lines)
     return profile
 

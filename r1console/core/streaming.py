@@ -183,9 +183,9 @@ class StreamAccumulator:
         if isinstance(choices, list):
             choice = next((c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0), None)
             if choice is not None:
-                delta = choice.get("delta")
-                if not isinstance(delta, Mapping):
-                    delta = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+                raw_delta, raw_message = choice.get("delta"), choice.get("message")
+                delta: Mapping[str, Any] = (raw_delta if isinstance(raw_delta, Mapping)
+                                            else raw_message if isinstance(raw_message, Mapping) else {})
                 reasoning = reasoning_of(delta)
                 content = _text(delta.get("content"))
                 if isinstance(choice.get("text"), str):  # /v1/completions chunks
@@ -200,7 +200,7 @@ class StreamAccumulator:
         if reasoning or content:
             if self.first_token_t is None:
                 self.first_token_t = t
-            else:
+            elif self.last_token_t is not None:
                 self.itl.append(t - self.last_token_t)
             self.last_token_t = t
         if finish:
@@ -269,7 +269,8 @@ def result_from_response(body: Mapping[str, Any], e2e_s: float | None = None) ->
     Without streaming there is no first-token time: TTFT and TTFOT are None."""
     choices = body.get("choices") if isinstance(body.get("choices"), list) else []
     choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    raw_message = choice.get("message")
+    message: Mapping[str, Any] = raw_message if isinstance(raw_message, Mapping) else {}
     content = message.get("content") if isinstance(message.get("content"), str) else None
     if content is None and isinstance(choice.get("text"), str):
         content = choice["text"]

@@ -17,6 +17,13 @@ def _read_local(path: str) -> bytes:
     return Path(path).expanduser().read_bytes()
 
 
+def _read_dir(directory: Path) -> ModelDesc:
+    desc = read_model_desc(_read_local, str(directory))
+    if desc is None:  # config.json went away between the check and the read
+        raise R1Error(f"{directory}/config.json: not readable")
+    return desc
+
+
 def resolve_model(model_path: str, model_config: str | None) -> tuple[ModelDesc, dict | None, str | None]:
     """(description, config dict for the profile checks, a note on where it came from)."""
     if model_config:
@@ -24,11 +31,10 @@ def resolve_model(model_path: str, model_config: str | None) -> tuple[ModelDesc,
         directory = target.parent if target.name.endswith(".json") else target
         if not (directory / "config.json").is_file():
             raise R1Error(f"--model-config {model_config}: no config.json there")
-        desc = read_model_desc(_read_local, str(directory))
-        return desc, _config_dict(directory), None
+        return _read_dir(directory), _config_dict(directory), None
     local = Path(model_path).expanduser()
     if (local / "config.json").is_file():
-        return read_model_desc(_read_local, str(local)), _config_dict(local), None
+        return _read_dir(local), _config_dict(local), None
     builtin = builtin_model_for(model_path)
     if builtin is not None:
         return builtin, None, (f"config.json of {model_path} is not readable here: using the built-in "

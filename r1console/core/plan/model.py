@@ -96,83 +96,107 @@ def _weight_format(config: dict) -> tuple[float, tuple[int, int] | None, str]:
     return float(dtype_bytes), None, f"{method} (unknown quantization: weights counted at {_dtype_name(config)})"
 
 
-def _estimate_weights(cfg: dict, wbytes: float, block: tuple[int, int] | None, dtype_bytes: int) -> dict[str, int]:
-    """Bytes of the main model, the replicated part, the MTP layers, the MLA-derived copies (TP 1)."""
+def _experts(cfg: dict) -> int:
+    return int(cfg.get("n_routed_experts") or cfg.get("num_local_experts") or cfg.get("num_experts") or 0)
 
-    def quantized(out_f: int, in_f: int) -> int:
-        size = out_f * in_f * wbytes
-        if block:
-            size += math.ceil(out_f / block[0]) * math.ceil(in_f / block[1]) * 4  # fp32 block scales
+
+class _Sizer:
+    """Weight bytes of one decoder config's tensors (TP 1): quantized matrices with their block scales,
+    plain (model-dtype) tensors, per attention block and per MLP."""
+
+    def __init__(self, cfg: dict, wbytes: float, block: tuple[int, int] | None, dtype_bytes: int) -> None:
+        self.cfg, self.wbytes, self.block, self.dtype_bytes = cfg, wbytes, block, dtype_bytes
+        self.h = int(cfg["hidden_size"])
+        self.vocab = int(cfg.get("vocab_size", 0))
+        self.layers = int(cfg["num_hidden_layers"])
+        self.heads = int(cfg.get("num_attention_heads", 1))
+        self.inter = int(cfg.get("intermediate_size", 4 * self.h))
+        self.experts = _experts(cfg)
+        self.moe_inter = int(cfg.get("moe_intermediate_size") or self.inter)
+        self.shared = int(cfg.get("n_shared_experts") or 0)
+        self.shared_inter = int(cfg.get("shared_expert_intermediate_size") or 0)
+        self.dense_layers = int(cfg.get("first_k_dense_replace", 0)) if self.experts else self.layers
+        self.freq = int(cfg.get("moe_layer_freq", 1) or 1)
+
+    def quantized(self, out_f: int, in_f: int) -> int:
+        size = out_f * in_f * self.wbytes
+        if self.block:
+            size += math.ceil(out_f / self.block[0]) * math.ceil(in_f / self.block[1]) * 4  # fp32 block scales
         return int(size)
 
-    def plain(*dims: int) -> int:
-        return math.prod(dims) * dtype_bytes
+    def plain(self, *dims: int) -> int:
+        return math.prod(dims) * self.dtype_bytes
 
-    h = int(cfg["hidden_size"])
-    vocab = int(cfg.get("vocab_size", 0))
-    layers = int(cfg["num_hidden_layers"])
-    heads = int(cfg.get("num_attention_heads", 1))
-    inter = int(cfg.get("intermediate_size", 4 * h))
-    experts = int(cfg.get("n_routed_experts") or cfg.get("num_local_experts") or cfg.get("num_experts") or 0)
-    moe_inter = int(cfg.get("moe_intermediate_size") or inter)
-    shared = int(cfg.get("n_shared_experts") or 0)
-    shared_inter = int(cfg.get("shared_expert_intermediate_size") or 0)
-    dense_layers = int(cfg.get("first_k_dense_replace", 0)) if experts else layers
-    freq = int(cfg.get("moe_layer_freq", 1) or 1)
-
-    def attention() -> tuple[int, int]:  # (sharded, replicated)
+    def attention(self) -> tuple[int, int]:
+        """(sharded, replicated) bytes of one attention block with its norms."""
+        cfg, h, heads, q, p = self.cfg, self.h, self.heads, self.quantized, self.plain
         if cfg.get("kv_lora_rank"):
             kvr, rope = int(cfg["kv_lora_rank"]), int(cfg["qk_rope_head_dim"])
             nope, vd = int(cfg["qk_nope_head_dim"]), int(cfg["v_head_dim"])
             qr = cfg.get("q_lora_rank")
-            rep = quantized(kvr + rope, h) + plain(kvr)
+            rep = q(kvr + rope, h) + p(kvr)
             if qr:
-                rep += quantized(int(qr), h) + plain(int(qr))
-                sh = quantized(heads * (nope + rope), int(qr))
+                rep += q(int(qr), h) + p(int(qr))
+                sh = q(heads * (nope + rope), int(qr))
             else:
-                sh = quantized(heads * (nope + rope), h)
-            sh += quantized(heads * (nope + vd), kvr) + quantized(h, heads * vd)
-            return sh, rep + plain(2 * h)
+                sh = q(heads * (nope + rope), h)
+            sh += q(heads * (nope + vd), kvr) + q(h, heads * vd)
+            return sh, rep + p(2 * h)
         hd = int(cfg.get("head_dim") or h // heads)
         kvh = int(cfg.get("num_key_value_heads") or heads)
-        sh = quantized(heads * hd, h) + 2 * quantized(kvh * hd, h) + quantized(h, heads * hd)
-        return sh, plain(2 * h)
+        sh = q(heads * hd, h) + 2 * q(kvh * hd, h) + q(h, heads * hd)
+        return sh, p(2 * h)
 
-    def mlp(layer: int) -> tuple[int, int]:
-        is_moe = experts and layer >= dense_layers and (layer - dense_layers) % freq == 0
+    def mlp(self, layer: int) -> tuple[int, int]:
+        """(sharded, replicated) bytes of layer ``layer``'s MLP: dense, or routed + shared experts and router."""
+        h, q = self.h, self.quantized
+        is_moe = self.experts and layer >= self.dense_layers and (layer - self.dense_layers) % self.freq == 0
         if not is_moe:
-            return 3 * quantized(inter, h), 0
-        sh = experts * 3 * quantized(moe_inter, h)
-        if shared:
-            sh += 3 * quantized(moe_inter * shared, h)
-        if shared_inter:
-            sh += 3 * quantized(shared_inter, h) + plain(h)
-        rep = plain(experts, h)  # router: replicated, not quantized
-        if cfg.get("topk_method") == "noaux_tc":
-            rep += experts * 4  # e_score_correction_bias, fp32
+            return 3 * q(self.inter, h), 0
+        sh = self.experts * 3 * q(self.moe_inter, h)
+        if self.shared:
+            sh += 3 * q(self.moe_inter * self.shared, h)
+        if self.shared_inter:
+            sh += 3 * q(self.shared_inter, h) + self.plain(h)
+        rep = self.plain(self.experts, h)  # router: replicated, not quantized
+        if self.cfg.get("topk_method") == "noaux_tc":
+            rep += self.experts * 4  # e_score_correction_bias, fp32
         return sh, rep
 
-    sharded = plain(vocab, h)  # embeddings (vocab-parallel)
+    def mtp(self, attention: int) -> int:
+        """DeepSeek's MTP modules: in the checkpoint, not served."""
+        h, vocab, p = self.h, self.vocab, self.plain
+        total = 0
+        for _ in range(int(self.cfg.get("num_nextn_predict_layers") or 0)):
+            # one MoE decoder layer + enorm/hnorm + eh_proj (bf16) + its own copies of the embedding and
+            # output head (shared_head) + norm
+            m_sh, m_rep = self.mlp(max(self.layers, self.dense_layers))
+            total += attention + m_sh + m_rep + p(2 * h) + p(h, 2 * h) + 2 * p(vocab, h) + p(h)
+        return total
+
+    def derived(self) -> int:
+        """vLLM's MLA keeps W_UK^T and W_UV: kv_b_proj dequantized to the model dtype, per layer, split by TP."""
+        cfg = self.cfg
+        if not cfg.get("kv_lora_rank"):
+            return 0
+        return self.layers * self.heads * (int(cfg["qk_nope_head_dim"]) + int(cfg["v_head_dim"])) * \
+            int(cfg["kv_lora_rank"]) * self.dtype_bytes
+
+
+def _estimate_weights(cfg: dict, wbytes: float, block: tuple[int, int] | None, dtype_bytes: int) -> dict[str, int]:
+    """Bytes of the main model, the replicated part, the MTP layers, the MLA-derived copies (TP 1)."""
+    sizer = _Sizer(cfg, wbytes, block, dtype_bytes)
+    sharded = sizer.plain(sizer.vocab, sizer.h)  # embeddings (vocab-parallel)
     if not cfg.get("tie_word_embeddings", False):
-        sharded += plain(vocab, h)  # lm_head
-    replicated = plain(h)  # final norm
-    a_sh, a_rep = attention()
-    for layer in range(layers):
-        m_sh, m_rep = mlp(layer)
+        sharded += sizer.plain(sizer.vocab, sizer.h)  # lm_head
+    replicated = sizer.plain(sizer.h)  # final norm
+    a_sh, a_rep = sizer.attention()
+    for layer in range(sizer.layers):
+        m_sh, m_rep = sizer.mlp(layer)
         sharded += a_sh + m_sh
         replicated += a_rep + m_rep
-    mtp = 0
-    for _ in range(int(cfg.get("num_nextn_predict_layers") or 0)):
-        # DeepSeek's MTP module: one MoE decoder layer + enorm/hnorm + eh_proj (bf16) + its own copies of
-        # the embedding and output head (shared_head) + norm; stored in the checkpoint, not served.
-        m_sh, m_rep = mlp(max(layers, dense_layers))
-        mtp += a_sh + a_rep + m_sh + m_rep + plain(2 * h) + plain(h, 2 * h) + 2 * plain(vocab, h) + plain(h)
-    derived = 0
-    if cfg.get("kv_lora_rank"):
-        # vLLM's MLA keeps W_UK^T and W_UV: kv_b_proj dequantized to the model dtype, per layer, split by TP.
-        derived = layers * heads * (int(cfg["qk_nope_head_dim"]) + int(cfg["v_head_dim"])) * \
-            int(cfg["kv_lora_rank"]) * dtype_bytes
-    return {"main": sharded + replicated, "replicated": replicated, "mtp": mtp, "derived": derived}
+    return {"main": sharded + replicated, "replicated": replicated, "mtp": sizer.mtp(a_sh + a_rep),
+            "derived": sizer.derived()}
 
 
 def model_from_config(config: dict, *, name: str | None = None, checkpoint_bytes: int | None = None,
@@ -206,7 +230,7 @@ def model_from_config(config: dict, *, name: str | None = None, checkpoint_bytes
     mla = bool(cfg.get("kv_lora_rank"))
     if cfg.get("sliding_window") and cfg.get("use_sliding_window", True) and not mla:
         notes.append("sliding-window layers are planned as full attention: the real capacity is larger")
-    experts = int(cfg.get("n_routed_experts") or cfg.get("num_local_experts") or cfg.get("num_experts") or 0)
+    experts = _experts(cfg)
     archs = config.get("architectures") or [cfg.get("model_type", "model")]
     return ModelDesc(
         name=name or str(archs[0]),
@@ -325,7 +349,7 @@ async def aread_model_desc(read_file: AsyncReadFile, model_dir: str) -> ModelDes
 
     async def opt(path: str) -> str | None:
         try:
-            raw = read_file(path)
+            raw: Any = read_file(path)  # an async reader, or a plain one
             if inspect.isawaitable(raw):
                 raw = await raw
             return _decode(raw)
