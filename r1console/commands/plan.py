@@ -17,7 +17,6 @@ import json
 from r1console.core import planner
 from r1console.core.plan.local import resolve_model
 from r1console.core.plan.text import render_text
-from r1console.core.errors import R1Error
 from r1console.core.profiles import load_profile
 
 

@@ -11,9 +11,9 @@ import copy
 import difflib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 import yaml

@@ -6,6 +6,7 @@ from textual.widgets import Input
 
 from r1console.core.userconfig import UserConfig
 from r1console.tui.screens.launch import PREVIEW_DEBOUNCE_S, LaunchScreen
+
 from fakes import FrozenSession
 from tests_helpers import Host, wait_until
 

@@ -20,7 +20,15 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from r1console.core.errors import R1Error
-from r1console.core.plan.budget import BatchLimits, Budget, Layout, PlanRow, cpu_budget, default_batch_limits, gpu_budget
+from r1console.core.plan.budget import (
+    BatchLimits,
+    Budget,
+    Layout,
+    PlanRow,
+    cpu_budget,
+    default_batch_limits,
+    gpu_budget,
+)
 from r1console.core.plan.gpus import GPUS, GpuSpec, find_gpu, gpu_from_profile
 from r1console.core.plan.kv import extra_arg, kv_cache_dtype_bytes, kv_token_capacity, round_down
 from r1console.core.plan.model import ModelDesc

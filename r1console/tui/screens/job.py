@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, Static, TabbedContent, TabPane
 
 from r1console.adapters.deployments import Deployment
@@ -24,7 +22,7 @@ from r1console.core.lifecycle import Stage
 from r1console.core.plan import Plan
 from r1console.tui.job_actions import JobActions
 from r1console.tui.messages import GpusSampled, LifecycleChanged, LogGrew, MetricsSampled
-from r1console.tui.screens.dialogs import ConfirmDialog, ErrorDialog, TextInputDialog
+from r1console.tui.screens.dialogs import TextInputDialog
 from r1console.tui.widgets.gpu_panel import GpuPanel
 from r1console.tui.widgets.log_view import LogView
 from r1console.tui.widgets.metrics_panel import MetricsPanel

@@ -7,14 +7,12 @@ import asyncio
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from r1console.core.errors import R1Error
 from r1console.core.slurm_parse import JobInfo, format_duration
 from r1console.tui.job_actions import JobActions
 from r1console.tui.messages import ClusterFailed, JobsRefreshed
-from r1console.tui.screens.dialogs import ConfirmDialog, ErrorDialog
 from r1console.tui.widgets.status_bar import ResourceUsage
 
 REFRESH_S = 10.0
