@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from r1console.core import logparse as lp
+from r1console.core.fmt import short_duration
 
 
 class Stage(str, Enum):
@@ -207,17 +208,7 @@ class _Progress:
     seen_at: float | None = None  # caller's clock at the last accepted update
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
+format_duration = short_duration  # the one ETA/load-time format lives in core/fmt.py
 
 
 def _block_size(gpu_blocks: int, concurrency: float, tokens_per_request: int) -> int | None:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from r1console.core.slurm_filenames import expand_filename
 from r1console.core.slurm_parse import expand_hostlist, format_duration
 from r1console.demo.sim_job import (
     FAULTS,
@@ -208,33 +209,10 @@ class SimJob:
         return ",".join(parts)
 
     def pattern_path(self, pattern: str, *, expand_node: bool) -> str:
-        out: list[str] = []
-        i = 0
-        while i < len(pattern):
-            ch = pattern[i]
-            if ch != "%" or i + 1 >= len(pattern):
-                out.append(ch)
-                i += 1
-                continue
-            code = pattern[i + 1]
-            if code == "%":
-                out.append("%")
-            elif code in "jA":
-                out.append(str(self.job_id))
-            elif code == "N" and expand_node and self.batch_host:
-                out.append(self.batch_host)
-            elif code == "x":
-                out.append(self.name)
-            elif code == "u":
-                out.append(self.user)
-            elif code == "a":
-                out.append("4294967294")
-            elif code in "nt":
-                out.append("0")
-            else:
-                out.append(pattern[i:i + 2])
-            i += 2
-        path = "".join(out)
+        """The job's ``--output``/``--error`` path; ``%N`` stays until the job has a node (or unexpanded)."""
+        path = expand_filename(pattern, job_id=str(self.job_id), name=self.name, user=self.user,
+                               host=self.batch_host if expand_node else None, workdir=None, keep_unknown_host=True)
+        path = path or ""
         return path if path.startswith("/") else f"{self.workdir.rstrip('/')}/{path}"
 
     def raw_pattern(self, pattern: str) -> str:
