@@ -3,9 +3,8 @@
 Feed :class:`StreamAccumulator` the parsed JSON of each SSE chunk (``chat.completion.chunk``) with
 the time it arrived; it keeps what the console and the batch runner need:
 
-* **reasoning vs answer.** The reasoning field changed name across vLLM versions (facts §2.7):
-  ``reasoning_content`` up to 0.11.0, both ``reasoning`` and ``reasoning_content`` (same text)
-  in 0.11.2–0.15, only ``reasoning`` from 0.16. Like vLLM's own CLI we read
+* **reasoning vs answer.** The reasoning field changed name across vLLM versions (the versions
+  are in :mod:`r1console.core.vllm_versions`). Like vLLM's own CLI we read
   ``reasoning or reasoning_content`` — never both, so nothing is doubled. ``content`` may be
   null or absent in any chunk (a reasoning-only chunk does not end the stream — elia's bug),
   and the answer as a whole is None when the reply ended while still reasoning.
@@ -30,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from r1console.core.vllm_versions import REASONING, REASONING_CONTENT
+
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
@@ -37,7 +38,7 @@ def _text(value: Any) -> str:
 
 def reasoning_of(obj: Mapping[str, Any]) -> str:
     """The reasoning text of a delta or message: ``reasoning``, else ``reasoning_content``."""
-    return _text(obj.get("reasoning")) or _text(obj.get("reasoning_content"))
+    return _text(obj.get(REASONING)) or _text(obj.get(REASONING_CONTENT))
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,11 @@
 Prometheus metric names.
 
 Verified shapes: vLLM 0.32.0 (raw captures in tests/data/vllm-0.32/, the same key order). For other
-versions the differences come from research facts §2.5-§2.7:
-  * reasoning field: ``reasoning_content`` up to 0.11.1, both ``reasoning`` and ``reasoning_content``
-    0.11.2-0.15.x, only ``reasoning`` from 0.16 (§2.7);
-  * errors: flat ``{"object":"error","message",...}`` before 0.10.1, ``{"error":{...}}`` from 0.10.1
-    (vllm-project/vllm#22099); 401 is ``{"error":"Unauthorized"}`` for paths under /v1 in every version;
-  * metrics: ``gpu_cache_usage_perc`` up to 0.10, ``kv_cache_usage_perc`` from 0.9; ITL histogram
-    ``time_per_output_token_seconds`` up to 0.14, ``inter_token_latency_seconds`` from 0.10,
-    ``request_time_per_output_token_seconds`` from 0.11; ``gpu_prefix_cache_*`` renamed ``prefix_cache_*``
-    in 0.9; V0 (0.7) has no ``engine`` label and has swapped/CPU-cache gauges (§2.6).
+versions the differences (reasoning field, error shape, renamed metrics) are the ones
+:mod:`r1console.core.vllm_versions` lists, and besides:
+  * 401 is ``{"error":"Unauthorized"}`` for paths under /v1 in every version;
+  * ``request_time_per_output_token_seconds`` from 0.11; V0 (0.7) has no ``engine`` label and has
+    swapped/CPU-cache gauges.
 Assumed, not verified (marked where used): the extra ``null`` fields of 0.32 responses (``token_ids``,
 ``prompt_text``, ``system_fingerprint``, ``completion_tokens_details``, ...) are emitted only for >= 0.32,
 ``token_ids``/``prompt_token_ids`` in stream chunks from 0.11; older responses use the 0.8.5 field set.
@@ -23,6 +19,7 @@ import json
 import secrets
 from typing import Any
 
+from r1console.core import vllm_versions as vv
 from r1console.core.versions import parse_version
 from r1console.demo.sim_engine import FINISH_REASONS, Histogram, SimEngine
 
@@ -40,14 +37,9 @@ class VersionProfile:
         self.version = str(version)
         self.v = parse_version(self.version)
         v = self.v
-        if v < (0, 11, 2):
-            self.reasoning_keys: tuple[str, ...] = ("reasoning_content",)
-        elif v < (0, 16, 0):
-            self.reasoning_keys = ("reasoning", "reasoning_content")
-        else:
-            self.reasoning_keys = ("reasoning",)
+        self.reasoning_keys: tuple[str, ...] = vv.reasoning_keys(v)
         self.v1 = v >= (0, 8, 0)                  # V1 engine by default: engine label, no swapping
-        self.nested_errors = v >= (0, 10, 1)
+        self.nested_errors = v >= vv.NESTED_ERRORS_SINCE
         self.modern = v >= (0, 32, 0)             # the verified 0.32 field set (assumed for later ones)
         self.token_ids = v >= (0, 11, 0)          # assumed: token_ids / prompt_token_ids in chunks
         self.long_ids = v < (0, 11, 0)            # assumed: 32-hex ids before, 16-hex after
@@ -363,20 +355,20 @@ def render_metrics(p: VersionProfile, engine: SimEngine, model_name: str, create
                   "weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.",
                   [({"sleep_state": "awake"}, 1), ({"sleep_state": "weights_offloaded"}, 0),
                    ({"sleep_state": "discard_all"}, 0)])
-    if v < (0, 11, 0):
+    if v < vv.GPU_CACHE_USAGE_UNTIL:
         help_ = "GPU KV-cache usage. 1 means 100 percent usage."
-        if v >= (0, 9, 0):
-            help_ += " DEPRECATED: Use vllm:kv_cache_usage_perc instead."
-        out.gauge("vllm:gpu_cache_usage_perc", help_, engine.kv_usage)
+        if v >= vv.KV_CACHE_USAGE_SINCE:
+            help_ += f" DEPRECATED: Use {vv.KV_CACHE_USAGE} instead."
+        out.gauge(vv.GPU_CACHE_USAGE, help_, engine.kv_usage)
     if not p.v1:
         out.gauge("vllm:cpu_cache_usage_perc", "CPU KV-cache usage. 1 means 100 percent usage.", 0.0)
-    if v >= (0, 9, 0):
-        out.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", engine.kv_usage)
-    if p.v1 and v < (0, 11, 0):
+    if v >= vv.KV_CACHE_USAGE_SINCE:
+        out.gauge(vv.KV_CACHE_USAGE, "KV-cache usage. 1 means 100 percent usage.", engine.kv_usage)
+    if p.v1 and v < vv.GPU_PREFIX_CACHE_UNTIL:
         out.counter("vllm:gpu_prefix_cache_queries",
                     "GPU prefix cache queries, in terms of number of queried tokens.", 0.0)
         out.counter("vllm:gpu_prefix_cache_hits", "GPU prefix cache hits, in terms of number of cached tokens.", 0.0)
-    if v >= (0, 9, 0):
+    if v >= vv.PREFIX_CACHE_RENAMED_SINCE:
         out.counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", 0.0)
         out.counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", 0.0)
     if p.modern:
@@ -422,13 +414,13 @@ def render_metrics(p: VersionProfile, engine: SimEngine, model_name: str, create
                   h["request_params_max_tokens"])
     out.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
                   h["time_to_first_token_seconds"])
-    if v < (0, 15, 0):
+    if v < vv.TIME_PER_OUTPUT_TOKEN_UNTIL:
         help_ = "Histogram of time per output token in seconds."
-        if v >= (0, 11, 0):
-            help_ += " DEPRECATED: Use vllm:inter_token_latency_seconds instead."
-        out.histogram("vllm:time_per_output_token_seconds", help_, h["inter_token_latency_seconds"])
-    if v >= (0, 10, 0):
-        out.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
+        if v >= vv.TIME_PER_OUTPUT_TOKEN_DEPRECATED_SINCE:
+            help_ += f" DEPRECATED: Use {vv.INTER_TOKEN_LATENCY} instead."
+        out.histogram(vv.TIME_PER_OUTPUT_TOKEN, help_, h["inter_token_latency_seconds"])
+    if v >= vv.INTER_TOKEN_LATENCY_SINCE:
+        out.histogram(vv.INTER_TOKEN_LATENCY, "Histogram of inter-token latency in seconds.",
                       h["inter_token_latency_seconds"])
     if v >= (0, 11, 0):
         out.histogram("vllm:request_time_per_output_token_seconds",

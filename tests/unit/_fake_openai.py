@@ -1,9 +1,10 @@
 """A scripted OpenAI-compatible HTTP/1.1 server on 127.0.0.1, for client tests.
 
-It replays real vLLM 0.32 captures (tests/data/vllm-0.32/) and can rewrite them into the field
-shapes of older vLLM versions (facts §2.7):
+It replays real vLLM 0.32 captures (tests/data/vllm-0.32/) and can rewrite them into the
+reasoning-field shapes of older vLLM versions, as ``r1console.core.vllm_versions`` names them
+(``REASONING_SHAPES``):
 
-* ``"reasoning_content"`` — vLLM ≤ 0.11.0 (and DeepSeek's own API);
+* ``"reasoning_content"`` — before vLLM 0.11.2 (and DeepSeek's own API);
 * ``"both"`` — 0.11.2–0.15: ``reasoning`` and ``reasoning_content`` with the same text;
 * ``"reasoning"`` — 0.16 and later (the capture as is).
 
@@ -23,10 +24,12 @@ import asyncio
 import copy
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+
+from r1console.core.vllm_versions import REASONING, REASONING_SHAPES
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "vllm-0.32"
 
@@ -58,32 +61,26 @@ def capture_chunks(name: str) -> list[dict]:
     return out
 
 
-SHAPES = ("reasoning_content", "both", "reasoning")
+SHAPES = tuple(REASONING_SHAPES)  # "reasoning_content", "both", "reasoning"
 
 
 def reshape(obj: dict, shape: str) -> dict:
     """Rewrite the reasoning field of a chunk or response into ``shape`` (see module doc)."""
     if shape not in SHAPES:
         raise ValueError(shape)
+    keys = REASONING_SHAPES[shape]
     obj = copy.deepcopy(obj)
     for choice in obj.get("choices") or []:
         for key in ("delta", "message"):
             part = choice.get(key)
             if not isinstance(part, dict):
                 continue
-            if "reasoning" in part:
-                value = part.pop("reasoning")
-                if shape == "reasoning_content":
-                    part["reasoning_content"] = value
-                elif shape == "both":
-                    part["reasoning"] = value
-                    part["reasoning_content"] = value
-                else:
-                    part["reasoning"] = value
+            if REASONING in part:
+                value = part.pop(REASONING)
+                part.update(dict.fromkeys(keys, value))
             elif shape == "both" and "content" in part and key == "delta":
                 # 0.11.2–0.15 serialize the unset reasoning fields as null next to content.
-                part["reasoning"] = None
-                part["reasoning_content"] = None
+                part.update(dict.fromkeys(keys))
     return obj
 
 
