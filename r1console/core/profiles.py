@@ -105,6 +105,14 @@ class SlurmSpec(_Section):
         return value
 
 
+def _env_vars(value: dict[str, str]) -> dict[str, str]:
+    """Environment variables with valid names, values as strings (``env.vars``, ``vllm.env``)."""
+    for name in value:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid environment variable name")
+    return {k: str(v) for k, v in value.items()}
+
+
 class EnvSpec(_Section):
     """How the job prepares its environment before Ray and vLLM start."""
 
@@ -122,10 +130,7 @@ class EnvSpec(_Section):
     @field_validator("vars")
     @classmethod
     def _names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
-        return {k: str(v) for k, v in value.items()}
+        return _env_vars(value)
 
 
 class ModelSpec(_Section):
@@ -167,10 +172,7 @@ class VllmSpec(_Section):
     @field_validator("env")
     @classmethod
     def _names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
-        return {k: str(v) for k, v in value.items()}
+        return _env_vars(value)
 
 
 class ServerSpec(_Section):

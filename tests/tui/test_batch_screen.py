@@ -6,7 +6,6 @@ import json
 
 from r1console.demo.sim_server import SimServer
 from r1console.tui.screens.batch import BatchScreen
-
 from tests_helpers import Host, opener_for, wait_until
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from r1console.demo.sim_server import SimServer
 from r1console.tui.screens.chat import ChatScreen
 from r1console.tui.widgets.chat_item import ChatItem
-
 from tests_helpers import Host, opener_for, wait_until
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from textual.widgets import Input
 
+from fakes import FrozenSession
 from r1console.core.userconfig import UserConfig
 from r1console.tui.screens.launch import PREVIEW_DEBOUNCE_S, LaunchScreen
-
-from fakes import FrozenSession
 from tests_helpers import Host, wait_until
 
 

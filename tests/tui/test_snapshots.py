@@ -9,6 +9,7 @@ import contextlib
 
 import pytest
 
+from fakes import DATA, DEPLOYMENT, FrozenSession, gpu_nodes
 from r1console.core.userconfig import UserConfig
 from r1console.tui.app import R1ConsoleApp
 from r1console.tui.messages import GpusSampled, JobsRefreshed, LifecycleChanged, LogGrew
@@ -18,8 +19,6 @@ from r1console.tui.screens.job import JobScreen
 from r1console.tui.screens.jobs import JobsScreen
 from r1console.tui.screens.launch import LaunchScreen
 from r1console.tui.widgets.status_bar import ResourceUsage
-
-from fakes import DATA, DEPLOYMENT, FrozenSession, gpu_nodes
 from tests_helpers import Host
 
 SIZE = (130, 42)
