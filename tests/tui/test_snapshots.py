@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from textual.widgets import Input
 
 from fakes import DATA, DEPLOYMENT, FrozenSession, gpu_nodes
 from r1console.core.userconfig import UserConfig
@@ -106,12 +107,20 @@ def test_launch(snap_compare):
     assert snap_compare(Host(lambda: screen), terminal_size=SIZE, run_before=preview_made)
 
 
+async def steady_cursor(pilot) -> None:
+    """The focused input's cursor, shown and not blinking: a loaded machine would catch it mid-blink."""
+    await pilot.pause()
+    for widget in pilot.app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.pause()
+
+
 def test_chat_empty(snap_compare):
     @contextlib.asynccontextmanager
     async def never():
         yield "http://127.0.0.1:9", None
 
-    assert snap_compare(Host(lambda: ChatScreen("job 4240", never)), terminal_size=SIZE)
+    assert snap_compare(Host(lambda: ChatScreen("job 4240", never)), terminal_size=SIZE, run_before=steady_cursor)
 
 
 def test_batch_empty(snap_compare):
@@ -119,4 +128,4 @@ def test_batch_empty(snap_compare):
     async def never():
         yield "http://127.0.0.1:9", None
 
-    assert snap_compare(Host(lambda: BatchScreen("job 4240", never)), terminal_size=SIZE)
+    assert snap_compare(Host(lambda: BatchScreen("job 4240", never)), terminal_size=SIZE, run_before=steady_cursor)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, ProgressBar, Static, TabbedContent, TabPane
 
 from r1console.adapters.deployments import Deployment
-from r1console.adapters.job_watch import JobWatch
+from r1console.adapters.job_watch import JobWatch, WatchEvent
 from r1console.adapters.session import ClusterSession
 from r1console.core.errors import R1Error
 from r1console.core.lifecycle import Stage
@@ -67,7 +68,8 @@ class JobScreen(JobActions):
         self.deployment = deployment
         self.stages = stages if stages is not None else {}
         self.watch = JobWatch(session, job_id)
-        self._plan = _plan_for(deployment)
+        self._plan: Plan | None = None  # made by load_plan once vLLM has logged figures to compare
+        self._plan_requested = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -112,14 +114,25 @@ class JobScreen(JobActions):
     def run_loop(self, coro, what: str) -> None:
         self.run_worker(coro, group="job-watch", exit_on_error=False, description=f"Watching job {self.job_id}: {what}")
 
-    def _notify(self, what: str) -> None:
-        if what.startswith("log-"):
-            self.post_message(LogGrew(self.job_id, what[4:]))
+    @work(thread=True, exclusive=True, group="job-plan", exit_on_error=False, description="Planning")
+    def load_plan(self) -> None:
+        """The deployment's memory plan, off the UI thread; the lifecycle view then compares it with vLLM's log."""
+        plan = _plan_for(self.deployment)
+        if plan is not None:
+            self.app.call_from_thread(self._plan_loaded, plan)
+
+    def _plan_loaded(self, plan: Plan) -> None:
+        self._plan = plan
+        self.post_message(LifecycleChanged(self.job_id))
+
+    def _notify(self, what: WatchEvent) -> None:
+        if what.stream is not None:
+            self.post_message(LogGrew(self.job_id, what.stream))
             self.post_message(LifecycleChanged(self.job_id))
-        elif what == "gpus":
+        elif what is WatchEvent.GPUS:
             report = self.watch.gpus
             self.post_message(GpusSampled(self.job_id, list(report.nodes) if report else [], self.watch.gpu_error))
-        elif what == "metrics":
+        elif what is WatchEvent.METRICS:
             self.post_message(MetricsSampled(self.job_id, self.watch.metrics,
                                              self.watch.tok_s[-1] if self.watch.tok_s else None))
         else:
@@ -138,7 +151,11 @@ class JobScreen(JobActions):
         bar = self.query_one("#shard-bar", ProgressBar)
         if state.shards_total:
             bar.update(total=state.shards_total, progress=state.shards_loaded or 0)
-        if self._plan is not None and (state.model_load_gib is not None or state.kv_cache_tokens is not None):
+        logged = state.model_load_gib is not None or state.kv_cache_tokens is not None
+        if logged and not self._plan_requested:
+            self._plan_requested = True
+            self.load_plan()
+        if self._plan is not None and logged:
             from r1console.core.plan import compare_with_observed
 
             comparison = compare_with_observed(self._plan, state.model_load_gib, state.kv_cache_tokens)
