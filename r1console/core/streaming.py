@@ -9,7 +9,7 @@ the time it arrived; it keeps what the console and the batch runner need:
   null or absent in any chunk (a reasoning-only chunk does not end the stream — elia's bug),
   and the answer as a whole is None when the reply ended while still reasoning.
 * **timings**, in seconds since the request was sent, with the definitions of
-  ``vllm bench serve`` (facts §2.9): TTFT = the first chunk carrying a token, reasoning or
+  ``vllm bench serve`` (docs/facts.md §2.9): TTFT = the first chunk carrying a token, reasoning or
   answer (vLLM's leading ``{"role":"assistant","content":""}`` chunk carries none); TTFOT =
   the first chunk carrying an *answer* token (what a user waits for with R1); ITL = the gaps
   between consecutive token-carrying chunks (a chunk with several tokens counts once); E2E =

