@@ -15,13 +15,14 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static, TextArea
 
+from r1console.adapters.session import ClusterSession
 from r1console.core.errors import ConfigError, R1Error
 from r1console.core.plan import Plan, make_plan
 from r1console.core.plan.local import resolve_model
 from r1console.core.plan.text import render_text
 from r1console.core.profiles import LoadedProfile, list_profiles, load_profile_for_cluster
 from r1console.core.render import RenderPlan, key_file_for, render_script
-from r1console.core.userconfig import ClusterSpec
+from r1console.core.userconfig import ClusterSpec, UserConfig
 from r1console.tui.messages import PreviewReady
 
 # (label, profile field) for the fields users change most; an empty input keeps the profile's value.
@@ -71,7 +72,7 @@ class LaunchScreen(Screen):
         Binding("escape", "dismiss_none", "Back", id="back"),
     ]
 
-    def __init__(self, session, config) -> None:
+    def __init__(self, session: ClusterSession, config: UserConfig) -> None:
         super().__init__()
         self.session = session
         self.config = config
