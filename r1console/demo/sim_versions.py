@@ -329,9 +329,22 @@ def render_metrics(p: VersionProfile, engine: SimEngine, model_name: str, create
     base = {"model_name": model_name}
     if p.v1:
         base["engine"] = "0"
-    m, v = engine.metrics, p.v
     out = _Prom(base, created)
-    h = m.h
+    _gauges(out, p, engine)
+    _counters(out, p, engine, model_name)
+    _histograms(out, p, engine)
+    info = {"block_size": str(engine.config.block_size), "cache_dtype": "auto",
+            "enable_prefix_caching": "True" if p.v1 else "False",
+            "gpu_memory_utilization": "0.9", "num_cpu_blocks": "None",
+            "num_gpu_blocks": str(engine.config.num_blocks)}
+    info.update(cache_info or {})
+    out.gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", [(info, 1.0)])
+    return "\n".join(out.lines) + "\n"
+
+
+def _gauges(out: _Prom, p: VersionProfile, engine: SimEngine) -> None:
+    """Requests, engine state and cache usage (and the estimated-FLOPs counters that lead them)."""
+    v = p.v
     if p.modern:
         for what in ("flops", "read_bytes", "write_bytes"):
             noun = {"flops": "number of floating point operations",
@@ -380,6 +393,11 @@ def render_metrics(p: VersionProfile, engine: SimEngine, model_name: str, create
                     "number of cached tokens.", 0.0)
         out.counter("vllm:mm_cache_queries", "Multi-modal cache queries, in terms of number of queried items.", 0.0)
         out.counter("vllm:mm_cache_hits", "Multi-modal cache hits, in terms of number of cached items.", 0.0)
+
+
+def _counters(out: _Prom, p: VersionProfile, engine: SimEngine, model_name: str) -> None:
+    """Preemptions, tokens, finished requests and admission counters."""
+    m = engine.metrics
     out.counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", m.num_preemptions)
     out.counter("vllm:prompt_tokens", "Number of prefill tokens processed.", m.prompt_tokens)
     if p.modern:
@@ -401,6 +419,11 @@ def render_metrics(p: VersionProfile, engine: SimEngine, model_name: str, create
         out.counter("vllm:admission_rejections", "Number of admission attempts rejected by a queue limit, by reason.",
                     [({"reason": "max_num_queued_reqs"}, 0.0), ({"reason": "max_num_queued_tokens"}, 0.0)],
                     base={"model_name": model_name})
+
+
+def _histograms(out: _Prom, p: VersionProfile, engine: SimEngine) -> None:
+    """Request size and latency histograms."""
+    v, h = p.v, engine.metrics.h
     out.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", h["request_prompt_tokens"])
     out.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.",
                   h["request_generation_tokens"])
@@ -442,10 +465,3 @@ def render_metrics(p: VersionProfile, engine: SimEngine, model_name: str, create
         out.histogram("vllm:request_prefill_kv_computed_tokens",
                       "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
                       h["request_prefill_kv_computed_tokens"])
-    info = {"block_size": str(engine.config.block_size), "cache_dtype": "auto",
-            "enable_prefix_caching": "True" if p.v1 else "False",
-            "gpu_memory_utilization": "0.9", "num_cpu_blocks": "None",
-            "num_gpu_blocks": str(engine.config.num_blocks)}
-    info.update(cache_info or {})
-    out.gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", [(info, 1.0)])
-    return "\n".join(out.lines) + "\n"
