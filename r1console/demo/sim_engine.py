@@ -415,11 +415,27 @@ class SimEngine:
 
     def step(self) -> StepResult | None:
         """Schedule and run one step; ``None`` when there is nothing to run."""
-        cfg, bs = self.config, self.config.block_size
-        budget = cfg.max_num_batched_tokens
+        budget = self.config.max_num_batched_tokens
         scheduled: list[tuple[SimRequest, int]] = []
         result = StepResult(self.now, self.now, 0, 0)
+        budget = self._schedule_running(scheduled, budget, result)
+        if not result.preempted:
+            budget = self._admit_waiting(scheduled, budget)
+        if not scheduled:
+            return None
+        self._run(scheduled, self.config.max_num_batched_tokens - budget, result)
+        if result.finished:
+            done = {id(r) for r in result.finished}
+            self.running = [r for r in self.running if id(r) not in done]
+            for req in result.finished:
+                self._free(req)
+                self.metrics.on_finish(req)
+        return result
 
+    def _schedule_running(self, scheduled: list[tuple[SimRequest, int]], budget: int, result: StepResult) -> int:
+        """Give the running requests their next tokens, in order, preempting from the back when blocks run
+        out; the token budget left."""
+        bs = self.config.block_size
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
@@ -437,29 +453,32 @@ class SimEngine:
             budget -= ntok
             scheduled.append((req, ntok))
             i += 1
+        return budget
 
-        if not result.preempted:
-            while self.waiting and budget > 0 and len(self.running) < cfg.max_num_seqs:
-                req = self.waiting[0]
-                ntok = min(req.num_tokens, budget)
-                need = -(-ntok // bs)
-                if need > self.free_blocks:
-                    break
-                self.waiting.popleft()
-                self.free_blocks -= need
-                req.blocks = need
-                req.status = RUNNING
-                if req.scheduled_at is None:
-                    req.scheduled_at = self.now
-                self.running.append(req)
-                budget -= ntok
-                scheduled.append((req, ntok))
+    def _admit_waiting(self, scheduled: list[tuple[SimRequest, int]], budget: int) -> int:
+        """Start waiting requests while tokens, sequences and blocks allow; the token budget left."""
+        cfg = self.config
+        while self.waiting and budget > 0 and len(self.running) < cfg.max_num_seqs:
+            req = self.waiting[0]
+            ntok = min(req.num_tokens, budget)
+            need = -(-ntok // cfg.block_size)
+            if need > self.free_blocks:
+                break
+            self.waiting.popleft()
+            self.free_blocks -= need
+            req.blocks = need
+            req.status = RUNNING
+            if req.scheduled_at is None:
+                req.scheduled_at = self.now
+            self.running.append(req)
+            budget -= ntok
+            scheduled.append((req, ntok))
+        return budget
 
-        if not scheduled:
-            return None
-
+    def _run(self, scheduled: list[tuple[SimRequest, int]], num_tokens: int, result: StepResult) -> None:
+        """Advance the clock by the step's duration; every request whose prefill is done emits a token."""
+        cfg = self.config
         num_seqs = len(scheduled)
-        num_tokens = cfg.max_num_batched_tokens - budget
         duration = cfg.curve.step_seconds(num_seqs) + (num_tokens - num_seqs) / cfg.prefill_tokens_per_s
         self.now += duration
         self.steps += 1
@@ -467,7 +486,6 @@ class SimEngine:
         result.end, result.num_seqs, result.num_tokens = now, num_seqs, num_tokens
         m.h["iteration_tokens_total"].observe(num_tokens)
         itl = m.h["inter_token_latency_seconds"]
-
         for req, ntok in scheduled:
             req.computed += ntok
             if req.computed < req.num_tokens:
@@ -486,14 +504,6 @@ class SimEngine:
                 req.status = FINISHED
                 req.finished_at = now
                 result.finished.append(req)
-
-        if result.finished:
-            done = {id(r) for r in result.finished}
-            self.running = [r for r in self.running if id(r) not in done]
-            for req in result.finished:
-                self._free(req)
-                m.on_finish(req)
-        return result
 
 
 def simulate_closed_loop(engine: SimEngine, concurrency: int, *, duration_s: float,
