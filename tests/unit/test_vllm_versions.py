@@ -5,7 +5,7 @@ from __future__ import annotations
 from _fake_openai import reshape
 from r1console.core import vllm_versions as vv
 from r1console.core.streaming import reasoning_of
-from r1console.demo.sim_versions import VersionProfile
+from r1console.demo.vllm.versions import VersionProfile
 
 
 def test_reasoning_field_by_version():

@@ -21,7 +21,7 @@ from typing import Any
 
 from r1console.core import vllm_versions as vv
 from r1console.core.versions import parse_version
-from r1console.demo.sim_engine import FINISH_REASONS, Histogram, SimEngine
+from r1console.demo.vllm.engine import FINISH_REASONS, Histogram, SimEngine
 
 DEFAULT_VERSION = "0.8.5.post1"   # the seed's pin (requirements.txt)
 
