@@ -1,7 +1,8 @@
 """A simulated SLURM cluster: job table, scheduler clock, per-job playback into real log files, GPUs.
 
-``SimCluster`` answers the SLURM commands r1console runs (one mixin per command in demo/slurm/) (``sbatch``, ``squeue`` incl. ``--json``,
-``scontrol show job``, ``sacct``, ``scancel``, ``srun --overlap … nvidia-smi``, ``sinfo``) with the
+``SimCluster`` answers the SLURM commands r1console runs (``sbatch``, ``squeue`` incl. ``--json``,
+``scontrol show job``, ``sacct``, ``scancel``, ``srun --overlap … nvidia-smi``, ``sinfo``; one mixin per
+command in demo/slurm/) with the
 stdout, stderr and exit codes real SLURM prints (SLURM 22.05 captures, some kept in tests/data/slurm;
 ``squeue --json`` in the >= 23.02 shape: flag arrays, ``{set, infinite, number}``).
 ``SimTransport`` (demo/transport.py) routes those commands here and everything else (``test``, ``rm``,
