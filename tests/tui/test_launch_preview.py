@@ -6,22 +6,34 @@ from textual.widgets import Input
 
 from fakes import FrozenSession
 from r1console.core.userconfig import UserConfig
-from r1console.tui.screens.launch import PREVIEW_DEBOUNCE_S, LaunchScreen
+from r1console.tui.screens import launch
+from r1console.tui.screens.launch import LaunchScreen
 from tests_helpers import Host, wait_until
 
 
-async def test_preview_follows_the_inputs_after_a_pause():
+async def test_preview_follows_the_inputs_after_a_pause(monkeypatch):
+    made = []
+
+    def counted(key, cluster, dirs):
+        made.append(key)
+        return launch.build_preview.__wrapped__(key, cluster, dirs)
+
+    counted.__wrapped__ = launch.build_preview
+    monkeypatch.setattr(launch, "build_preview", counted)
+    monkeypatch.setattr(launch, "PREVIEW_DEBOUNCE_S", 1.0)  # longer than any pause below, even on a busy machine
     screen = LaunchScreen(FrozenSession(), UserConfig())
     async with Host(lambda: screen).run_test(size=(130, 42)) as pilot:
-        await wait_until(pilot, lambda: screen.preview_key is not None)
+        await wait_until(pilot, lambda: screen.preview_key is not None and screen._preview_timer is None)
         assert screen.loaded is not None and screen.plan is not None
         profile = screen.preview_key[0]
-        screen.query_one("#field-vllm-max_num_seqs", Input).value = "7"
-        screen.query_one("#field-vllm-max_num_seqs", Input).value = "72"
-        await pilot.pause()
-        assert screen.preview_key == (profile, ())  # keystrokes wait for the pause
-        await pilot.pause(PREVIEW_DEBOUNCE_S)
+        seen = len(made)
+        assert made == [(profile, ())]  # the first Changed after mounting asks for no second one
+        for value in ("7", "72"):  # two keystrokes: one preview, for the last value
+            screen.query_one("#field-vllm-max_num_seqs", Input).value = value
+            await pilot.pause()
+        assert screen.preview_key == (profile, ()) and len(made) == seen
         await wait_until(pilot, lambda: screen.preview_key == (profile, ("vllm.max_num_seqs=72",)))
+        assert made[seen:] == [(profile, ("vllm.max_num_seqs=72",))]
         assert screen.plan.max_num_seqs == 72
         assert "(profile: 72, " in str(screen.query_one("#launch-plan").render())
 

@@ -80,6 +80,7 @@ class LaunchScreen(Screen):
         self.plan: Plan | None = None
         self.preview_key: tuple[str, tuple[str, ...]] | None = None  # the inputs loaded/plan were made for
         self._preview_timer: Timer | None = None
+        self._pending_key: tuple[str, tuple[str, ...]] | None = None  # the preview a worker is making
 
     def compose(self) -> ComposeResult:
         profiles = sorted(list_profiles(self.config.profile_search_dirs()))
@@ -132,6 +133,9 @@ class LaunchScreen(Screen):
         if key is None:
             self.loaded = self.plan = None
             return
+        if key in (self.preview_key, self._pending_key):
+            return  # shown or being made (e.g. the Select's first Changed, right after mounting)
+        self._pending_key = key
         self.preview_worker(key, self.config.profile_search_dirs())
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False, description="Planning")
@@ -145,6 +149,8 @@ class LaunchScreen(Screen):
 
     def apply_preview(self, preview: PreviewReady) -> None:
         self.loaded, self.plan, self.preview_key = preview.loaded, preview.plan, preview.key
+        if self._pending_key == preview.key:
+            self._pending_key = None
         self.query_one("#launch-errors", Static).update(preview.errors)
         if preview.script is not None:
             self.query_one("#launch-script", TextArea).text = preview.script
