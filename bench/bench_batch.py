@@ -1,7 +1,7 @@
 """The batch engine's sliding window against the seed's fixed batches; client overhead.
 
 Part 1 — same server, same prompts, same concurrency N, two schedulers:
-  seed     the seed's batch_prompt_sender.py method (facts §1.3): batches of N behind a barrier;
+  seed     the seed's batch_prompt_sender.py method (docs/facts.md §1.3): batches of N behind a barrier;
            the next batch starts when the slowest reply of this one is done;
   sliding  r1console's BatchEngine: N in flight at all times.
 Servers (each with a fixed number of slots = N):

@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from enum import Enum
 
 from r1console.adapters.session import ClusterSession
 from r1console.adapters.slurm_client import GpuReport, JobStateError
@@ -29,7 +30,27 @@ from r1console.core.logparse import LogParser
 from r1console.core.prometheus import ServerMetrics, rates
 from r1console.core.slurm_parse import JobInfo
 
-Notify = Callable[[str], None]  # called with what changed: "state" | "log-out" | "log-err" | "gpus" | "metrics"
+
+class WatchEvent(str, Enum):
+    """What changed, as a watch loop tells its ``notify`` callback (read the watch for the new value)."""
+
+    STATE = "state"      # the lifecycle (SLURM state, server checks)
+    LOG_OUT = "log-out"  # bytes appended to the .out buffer
+    LOG_ERR = "log-err"  # bytes appended to the .err buffer
+    GPUS = "gpus"        # a new GPU sample (or its error)
+    METRICS = "metrics"  # a new /metrics snapshot
+
+    @classmethod
+    def log(cls, stream: str) -> WatchEvent:
+        return cls.LOG_OUT if stream == "out" else cls.LOG_ERR
+
+    @property
+    def stream(self) -> str | None:
+        """``"out"`` / ``"err"`` for a log event, else None."""
+        return {WatchEvent.LOG_OUT: "out", WatchEvent.LOG_ERR: "err"}.get(self)
+
+
+Notify = Callable[[WatchEvent], None]
 
 STREAMS = ("out", "err")
 
@@ -76,7 +97,7 @@ class JobWatch:
             except R1Error:
                 await asyncio.sleep(interval)
                 continue
-            notify("state")
+            notify(WatchEvent.STATE)
             if info.is_finished:
                 return
             await asyncio.sleep(interval if info.is_active else interval * 2)
@@ -117,7 +138,7 @@ class JobWatch:
             self.buffers[stream].feed(f"[r1console] … {skipped / 2**20:.0f} MiB of this log skipped "
                                       f"(head and tail shown) …\n")
             skip_to_newline = True
-            notify(f"log-{stream}")
+            notify(WatchEvent.log(stream))
         def restarted(event) -> None:
             # a requeue truncated the log (or it was replaced): mark it and parse the new run afresh
             nonlocal skip_to_newline
@@ -135,7 +156,7 @@ class JobWatch:
                     shown = b"" if nl < 0 else chunk[nl + 1:]
                     skip_to_newline = nl < 0
                 self._feed(stream, chunk, show=shown)
-                notify(f"log-{stream}")
+                notify(WatchEvent.log(stream))
         finally:
             await follower.aclose()
 
@@ -154,7 +175,7 @@ class JobWatch:
                     self.gpu_error = str(err)
                 except R1Error as err:
                     self.gpu_error = str(err)
-                notify("gpus")
+                notify(WatchEvent.GPUS)
             await asyncio.sleep(interval)
 
     # ---- the server ------------------------------------------------------------------------
@@ -172,7 +193,7 @@ class JobWatch:
                 except R1Error as err:
                     self.server_error = str(err)
                     self.lifecycle.on_health(False, self.clock())
-                    notify("state")
+                    notify(WatchEvent.STATE)
             await asyncio.sleep(interval)
 
     async def _serve(self, client: VllmClient, notify: Notify, interval: float) -> None:
@@ -197,10 +218,10 @@ class JobWatch:
                         if gen is not None:
                             self.tok_s.append(gen)
                     self.metrics = current
-                    notify("metrics")
+                    notify(WatchEvent.METRICS)
                 except R1Error:
                     pass
             else:
                 probed = False
-            notify("state")
+            notify(WatchEvent.STATE)
             await asyncio.sleep(interval)

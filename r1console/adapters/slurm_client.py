@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from r1console.adapters import deployments
 from r1console.adapters.deployments import Deployment
@@ -37,7 +36,7 @@ from r1console.core import slurm_json, submit_record
 from r1console.core.errors import EXIT_CLUSTER, R1Error, RemoteError
 from r1console.core.exposure import AUTH_SCHEME
 from r1console.core.nvidia_smi import NodeGpus, NvidiaSmiParseError, nvidia_smi_argv, parse_labelled
-from r1console.core.profiles import LoadedProfile, load_profile
+from r1console.core.profiles import LoadedProfile, load_profile_for_cluster
 from r1console.core.render import LOG_ERR, LOG_OUT, RenderPlan, key_file_for, render_script
 from r1console.core.slurm_parse import (
     SACCT_FIELDS,
@@ -92,20 +91,6 @@ class GpuReport:
     def to_dict(self) -> dict:
         return {"job_id": self.job.job_id, "state": self.job.state,
                 "nodes": [n.to_dict() for n in self.nodes], "missing_nodes": list(self.missing_nodes)}
-
-
-def load_profile_for_cluster(ref: str, spec: ClusterSpec, *, overrides: Sequence[str] = (),
-                             dirs: list[Path] | None = None) -> LoadedProfile:
-    """Load a profile; the cluster's partition/account fill in when the profile sets none."""
-    loaded = load_profile(ref, dirs=dirs, overrides=list(overrides))
-    extra = []
-    if spec.partition and not loaded.profile.slurm.partition:
-        extra.append(f"slurm.partition={spec.partition}")
-    if spec.account and not loaded.profile.slurm.account:
-        extra.append(f"slurm.account={spec.account}")
-    if extra:
-        loaded = load_profile(ref, dirs=dirs, overrides=[*overrides, *extra])
-    return loaded
 
 
 #: What SLURM clients print while slurmctld is stopped, restarting or overloaded (they exit 1).

@@ -33,6 +33,7 @@ from typing import Any
 
 from r1console.commands._common import add_target_args, open_job_server, positive_float, positive_int, read_api_key_file
 from r1console.core.errors import R1Error
+from r1console.core.fmt import clock_duration
 
 FALLBACK_CONCURRENCY = 256   # vLLM's max_num_seqs default below 70 GiB of GPU memory (1024 above)
 
@@ -307,13 +308,6 @@ class ProgressDisplay:
                     self._next_pct += 10
 
 
-def _clock(seconds: float) -> str:
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def progress_line(snap) -> str:
     """One line: bar, counts, window, tok/s, latencies, elapsed/ETA."""
     from r1console.core.stats import format_seconds
@@ -337,10 +331,10 @@ def progress_line(snap) -> str:
         parts.append(f"TTFT p50 {format_seconds(snap.ttft.p50)} ms")
     if snap.e2e.count:
         parts.append(f"E2E p50 {format_seconds(snap.e2e.p50, 's')} s")
-    parts.append(_clock(snap.elapsed_s))
+    parts.append(clock_duration(snap.elapsed_s))
     if snap.done and frac < 1:
         eta = snap.elapsed_s / snap.done * (todo - snap.done)
-        parts.append(f"ETA ~{_clock(eta)}")
+        parts.append(f"ETA ~{clock_duration(eta)}")
     state = snap.state.value
     if state not in ("running", "finished"):
         parts.insert(0, f"[{state}]")

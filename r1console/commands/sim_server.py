@@ -16,8 +16,8 @@ import sys
 
 from r1console.core.errors import R1Error
 from r1console.core.versions import parse_version
-from r1console.demo.sim_engine import DEFAULT_KV_CACHE_TOKENS
-from r1console.demo.sim_versions import DEFAULT_VERSION
+from r1console.demo.vllm.engine import DEFAULT_KV_CACHE_TOKENS
+from r1console.demo.vllm.versions import DEFAULT_VERSION
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--csv", metavar="FILE", help="where to save the table (default: sweep-<time>.csv)")
     parser.add_argument("--no-plot", action="store_true", help="table only")
     parser.add_argument("--compare-seed", action="store_true",
-                        help="add the seed's measured 16xH100 tok/s at the same concurrency (facts §1.6)")
+                        help="add the seed's measured 16xH100 tok/s at the same concurrency (its README's table)")
     parser.add_argument("--json", action="store_true", help="print the levels as JSON")
     parser.set_defaults(func=run)
 

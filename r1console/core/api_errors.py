@@ -116,7 +116,7 @@ def error_from_response(status: int, body: str | bytes, *, url: str = "",
     msg, err_type = server_message(body)
     at = f" at {url}" if url else ""
     quoted = f": {msg}" if msg else ""
-    kw = {"status": status, "server_message": msg, "url": url}
+    kw: dict[str, Any] = {"status": status, "server_message": msg, "url": url}
 
     if status in (401, 403):
         if api_key_sent:

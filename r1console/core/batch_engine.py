@@ -5,7 +5,7 @@ callable; :mod:`r1console.adapters.batch_runner` binds it to :class:`VllmClient`
 tests bind it to fakes) and a ``record(RequestRecord)`` sink (the journal). ``r1console batch``,
 ``r1console sweep``, the benchmark and the TUI's batch screen all drive this one class.
 
-Scheduling — a **sliding window**, not the seed's fixed batches behind a barrier (facts §1.3):
+Scheduling — a **sliding window**, not the seed's fixed batches behind a barrier (docs/facts.md §1.3):
 ``concurrency`` requests are in flight at all times while work remains; the moment one ends
 the next one is started, in the same instant of the engine's clock (no await in between), so
 one long R1 reasoning chain never leaves the other slots idle. The engine accounts slot

@@ -1,6 +1,6 @@
 """Batch input files: detect the format, validate the whole file, return the requests.
 
-Three formats are read (facts §1.4, §2.8):
+Three formats are read (docs/facts.md §1.4, §2.8):
 
 ``seed``
     The seed's ``input_prompts.json``: one JSON document

@@ -33,7 +33,7 @@ Output (written once every item has a record, atomically: temp file in the same 
       ``[{"question_tag", "response": {"reasoning", "final"}}]`` — but **in input order**
       (the seed wrote completion order). A failed request reads like the seed's:
       ``{"reasoning": "[ERROR]", "final": "[ERROR] <message>"}``.
-    * ``openai``: OpenAI batch output JSONL as ``vllm run-batch`` writes it (facts §2.8):
+    * ``openai``: OpenAI batch output JSONL as ``vllm run-batch`` writes it (docs/facts.md §2.8):
       ``{"id", "custom_id", "response": {"status_code", "request_id", "body": <chat.completion>},
       "error"}``, one line per input line, in input order.
 """

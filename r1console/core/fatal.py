@@ -14,7 +14,7 @@ Rules that keep a healthy log from reading as failed:
 
 * A line is never fatal because it contains "error", "failed" or "unable to": every pattern
   is a specific message from vLLM, PyTorch, NCCL, Ray, Python or SLURM (sources in
-  ``/work/shared/research/facts.md`` §2.4).
+  ``docs/facts.md`` §2.4).
 * Lines that vLLM, uvicorn or glog logged at INFO/DEBUG/WARNING are not matched at all
   (``gate_levels``): a warning that *mentions* "out of memory", or a logged request whose
   prompt contains "Address already in use", is not a failure.

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from r1console.core.fmt import short_duration
+
 
 class Stage(str, Enum):
     QUEUED = "queued"
@@ -111,17 +113,7 @@ class LifecycleState:
         }
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
+format_duration = short_duration  # the one ETA/load-time format lives in core/fmt.py
 
 
 __all__ = ["ErrorInfo", "LifecycleState", "Stage", "format_duration"]

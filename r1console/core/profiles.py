@@ -11,9 +11,10 @@ import copy
 import difflib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -113,6 +114,14 @@ class SlurmSpec(_Section):
         return value
 
 
+def _env_vars(value: dict[str, str]) -> dict[str, str]:
+    """Environment variables with valid names, values as strings (``env.vars``, ``vllm.env``)."""
+    for name in value:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid environment variable name")
+    return {k: str(v) for k, v in value.items()}
+
+
 class EnvSpec(_Section):
     """How the job prepares its environment before Ray and vLLM start."""
 
@@ -130,10 +139,7 @@ class EnvSpec(_Section):
     @field_validator("vars")
     @classmethod
     def _names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
-        return {k: str(v) for k, v in value.items()}
+        return _env_vars(value)
 
 
 class ModelSpec(_Section):
@@ -175,10 +181,7 @@ class VllmSpec(_Section):
     @field_validator("env")
     @classmethod
     def _names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
-        return {k: str(v) for k, v in value.items()}
+        return _env_vars(value)
 
 
 class ServerSpec(_Section):
@@ -273,7 +276,7 @@ class LoadedProfile:
 # ---- finding profiles -------------------------------------------------------------------------
 
 
-def search_dirs(extra: list[str | Path] | None = None) -> list[Path]:
+def search_dirs(extra: Sequence[str | Path] | None = None) -> list[Path]:
     """Profile directories, highest priority first: extra (from the user config), the user's, shipped."""
     dirs = [Path(d).expanduser() for d in (extra or [])]
     dirs += [paths.user_profiles_dir(), paths.shipped_profiles_dir()]
@@ -414,7 +417,7 @@ def _model_at(path: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
         annotation = model.model_fields[key].annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
-        elif getattr(annotation, "__origin__", None) is dict:
+        elif annotation is not None and getattr(annotation, "__origin__", None) is dict:
             value_type = annotation.__args__[1]
             if isinstance(value_type, type) and issubclass(value_type, BaseModel):
                 model, expect_dict_value = value_type, True
@@ -562,7 +565,7 @@ def validate_data(data: Any, marks: dict[PathKey, Mark], source: Path) -> Profil
         for path, msg in problems:
             where = str(marks.get((*path, VALUE)) or next(
                 (marks[tuple(path[:c])] for c in range(len(path), 0, -1) if tuple(path[:c]) in marks), source))
-            lines.append(f"{where}: `{'.'.join(path)}`: {msg}")
+            lines.append(f"{where}: `{'.'.join(map(str, path))}`: {msg}")
         raise ConfigError(lines)
     return profile
 
@@ -579,3 +582,22 @@ def load_profile(ref: str | Path, *, dirs: list[Path] | None = None, overrides: 
                          warnings=profile_warnings(profile, model_config))
 
 
+class _ClusterDefaults(Protocol):
+    """What a cluster entry of the user config lends a profile (``r1console.core.userconfig.ClusterSpec``)."""
+
+    partition: str | None
+    account: str | None
+
+
+def load_profile_for_cluster(ref: str | Path, cluster: _ClusterDefaults, *, overrides: Sequence[str] = (),
+                             dirs: list[Path] | None = None) -> LoadedProfile:
+    """Load a profile; the cluster's partition/account fill in when the profile sets none."""
+    loaded = load_profile(ref, dirs=dirs, overrides=list(overrides))
+    extra = []
+    if cluster.partition and not loaded.profile.slurm.partition:
+        extra.append(f"slurm.partition={cluster.partition}")
+    if cluster.account and not loaded.profile.slurm.account:
+        extra.append(f"slurm.account={cluster.account}")
+    if extra:
+        loaded = load_profile(ref, dirs=dirs, overrides=[*overrides, *extra])
+    return loaded

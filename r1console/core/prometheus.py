@@ -4,7 +4,7 @@
 [timestamp]`` samples, label escapes, ``+Inf``/``-Inf``/``NaN``) into :class:`MetricSet`.
 
 :class:`ServerMetrics` picks what the console shows out of vLLM's ~600 lines, across versions
-(research facts §2.6):
+(the renames are in :mod:`r1console.core.vllm_versions`):
 
 * running / waiting requests: ``vllm:num_requests_running`` / ``vllm:num_requests_waiting``;
 * KV-cache usage, a fraction 0–1: ``vllm:kv_cache_usage_perc`` (0.9+), falling back to
@@ -31,18 +31,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from r1console.core import vllm_versions as vv
 from r1console.core.errors import R1Error
 
 # Names, in preference order (first present wins).
 RUNNING = ("vllm:num_requests_running",)
 WAITING = ("vllm:num_requests_waiting",)
-KV_CACHE_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+KV_CACHE_USAGE = (vv.KV_CACHE_USAGE, vv.GPU_CACHE_USAGE)
 PROMPT_TOKENS = ("vllm:prompt_tokens_total", "vllm:prompt_tokens")
 GENERATION_TOKENS = ("vllm:generation_tokens_total", "vllm:generation_tokens")
 PREEMPTIONS = ("vllm:num_preemptions_total", "vllm:num_preemptions")
 REQUEST_SUCCESS = ("vllm:request_success_total", "vllm:request_success")
 TTFT = ("vllm:time_to_first_token_seconds",)
-ITL = ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
+ITL = (vv.INTER_TOKEN_LATENCY, vv.TIME_PER_OUTPUT_TOKEN)
 E2E = ("vllm:e2e_request_latency_seconds",)
 
 

@@ -31,6 +31,8 @@ from r1console.core.errors import R1Error
 from r1console.core.slurm_states import ACTIVE_STATES, FINISHED_STATES, PENDING_STATES, normalize_state
 from r1console.core.slurm_states import BASE_STATES as _BASE_STATES
 from r1console.core.textnum import is_ascii_int
+from r1console.core.fmt import slurm_duration
+from r1console.core.slurm_filenames import expand_filename
 
 # ---- states (r1console/core/slurm_states.py) ------------------------------------------------------
 
@@ -88,44 +90,8 @@ class JobInfo:
     # ---- log paths -------------------------------------------------------------------------
     def expand_pattern(self, pattern: str) -> str | None:
         """Fill SLURM's filename pattern; None while the batch host (``%N``) is unknown."""
-        if not pattern:
-            return None
-        out: list[str] = []
-        i = 0
-        while i < len(pattern):
-            ch = pattern[i]
-            if ch != "%" or i + 1 >= len(pattern):
-                out.append(ch)
-                i += 1
-                continue
-            j = i + 1
-            while j < len(pattern) and is_ascii_int(pattern[j]):  # %5j: zero-padded width
-                j += 1
-            width = int(pattern[i + 1:j]) if j > i + 1 else 0
-            code = pattern[j] if j < len(pattern) else ""
-            if code == "%":
-                out.append("%")
-            elif code in ("j", "A"):
-                out.append(self.job_id.split("_")[0].zfill(width))
-            elif code == "N":
-                if not self.batch_host:
-                    return None
-                out.append(self.batch_host.split(".")[0])
-            elif code == "x":
-                out.append(self.name)
-            elif code == "u":
-                out.append(self.user)
-            elif code == "a":
-                out.append((self.job_id.split("_")[1] if "_" in self.job_id else "4294967294").zfill(width))
-            elif code in ("n", "t"):
-                out.append("0".zfill(width))  # node/task id of the batch step: 0
-            else:
-                out.append(pattern[i:j + 1])
-            i = j + 1
-        path = "".join(out)
-        if path and not path.startswith("/") and self.workdir:
-            path = self.workdir.rstrip("/") + "/" + path
-        return path
+        return expand_filename(pattern, job_id=self.job_id, name=self.name, user=self.user, host=self.batch_host,
+                               workdir=self.workdir)
 
     def stdout_path(self) -> str | None:
         return self.expand_pattern(self.stdout)
@@ -191,14 +157,7 @@ def parse_duration(text: str | None) -> int | None:
     return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
 
 
-def format_duration(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    core = f"{hours:02d}:{minutes:02d}:{secs:02d}" if hours or days else f"{minutes}:{secs:02d}"
-    return f"{days}-{core}" if days else core
+format_duration = slurm_duration  # the one SLURM duration format lives in core/fmt.py
 
 
 def _timestamp_text(text: str | None) -> str | None:

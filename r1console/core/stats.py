@@ -1,6 +1,6 @@
 """Latency and throughput statistics for the batch engine, ``r1console sweep`` and the TUI.
 
-Definitions follow ``vllm bench serve`` (facts §2.9) so numbers can be compared with it:
+Definitions follow ``vllm bench serve`` (docs/facts.md §2.9) so numbers can be compared with it:
 
 * per-request metrics (TTFT, time to first answer token, E2E, TPOT) — one value per request;
   mean, and percentiles by **linear interpolation between closest ranks** (numpy's default,

@@ -3,14 +3,13 @@
 Feed :class:`StreamAccumulator` the parsed JSON of each SSE chunk (``chat.completion.chunk``) with
 the time it arrived; it keeps what the console and the batch runner need:
 
-* **reasoning vs answer.** The reasoning field changed name across vLLM versions (facts §2.7):
-  ``reasoning_content`` up to 0.11.0, both ``reasoning`` and ``reasoning_content`` (same text)
-  in 0.11.2–0.15, only ``reasoning`` from 0.16. Like vLLM's own CLI we read
+* **reasoning vs answer.** The reasoning field changed name across vLLM versions (the versions
+  are in :mod:`r1console.core.vllm_versions`). Like vLLM's own CLI we read
   ``reasoning or reasoning_content`` — never both, so nothing is doubled. ``content`` may be
   null or absent in any chunk (a reasoning-only chunk does not end the stream — elia's bug),
   and the answer as a whole is None when the reply ended while still reasoning.
 * **timings**, in seconds since the request was sent, with the definitions of
-  ``vllm bench serve`` (facts §2.9): TTFT = the first chunk carrying a token, reasoning or
+  ``vllm bench serve`` (docs/facts.md §2.9): TTFT = the first chunk carrying a token, reasoning or
   answer (vLLM's leading ``{"role":"assistant","content":""}`` chunk carries none); TTFOT =
   the first chunk carrying an *answer* token (what a user waits for with R1); ITL = the gaps
   between consecutive token-carrying chunks (a chunk with several tokens counts once); E2E =
@@ -30,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from r1console.core.vllm_versions import REASONING, REASONING_CONTENT
+
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
@@ -37,7 +38,7 @@ def _text(value: Any) -> str:
 
 def reasoning_of(obj: Mapping[str, Any]) -> str:
     """The reasoning text of a delta or message: ``reasoning``, else ``reasoning_content``."""
-    return _text(obj.get("reasoning")) or _text(obj.get("reasoning_content"))
+    return _text(obj.get(REASONING)) or _text(obj.get(REASONING_CONTENT))
 
 
 @dataclass(frozen=True)
@@ -183,9 +184,9 @@ class StreamAccumulator:
         if isinstance(choices, list):
             choice = next((c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0), None)
             if choice is not None:
-                delta = choice.get("delta")
-                if not isinstance(delta, Mapping):
-                    delta = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+                raw_delta, raw_message = choice.get("delta"), choice.get("message")
+                delta: Mapping[str, Any] = (raw_delta if isinstance(raw_delta, Mapping)
+                                            else raw_message if isinstance(raw_message, Mapping) else {})
                 reasoning = reasoning_of(delta)
                 content = _text(delta.get("content"))
                 if isinstance(choice.get("text"), str):  # /v1/completions chunks
@@ -200,7 +201,7 @@ class StreamAccumulator:
         if reasoning or content:
             if self.first_token_t is None:
                 self.first_token_t = t
-            else:
+            elif self.last_token_t is not None:
                 self.itl.append(t - self.last_token_t)
             self.last_token_t = t
         if finish:
@@ -269,7 +270,8 @@ def result_from_response(body: Mapping[str, Any], e2e_s: float | None = None) ->
     Without streaming there is no first-token time: TTFT and TTFOT are None."""
     choices = body.get("choices") if isinstance(body.get("choices"), list) else []
     choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    raw_message = choice.get("message")
+    message: Mapping[str, Any] = raw_message if isinstance(raw_message, Mapping) else {}
     content = message.get("content") if isinstance(message.get("content"), str) else None
     if content is None and isinstance(choice.get("text"), str):
         content = choice["text"]

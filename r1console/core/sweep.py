@@ -1,7 +1,7 @@
 """Concurrency sweeps: levels, per-level workload, the seed-style table and its CSV.
 
 ``r1console sweep --concurrency 8,32,64,112`` runs the batch engine once per level and reports,
-per level, what the seed's README tabulated (concurrency → tokens/s, facts §1.6) plus the
+per level, what the seed's README tabulated (concurrency → tokens/s, docs/facts.md §1.6) plus the
 latencies ``vllm bench serve`` reports (§2.9). Two throughputs are given:
 
 * ``output tok/s`` — Σ output tokens / wall time of the level (what a batch of this size gets,
@@ -23,7 +23,7 @@ from r1console.core.batch_engine import BatchProgress
 from r1console.core.batch_input import BatchItem
 from r1console.core.errors import R1Error
 
-# The seed's default-batching measurements on 16 x H100 (facts §1.6): concurrency -> tok/s.
+# The seed's default-batching measurements on 16 x H100 (docs/facts.md §1.6): concurrency -> tok/s.
 SEED_H100X16: dict[int, float] = {
     1: 10.3, 2: 19.6, 4: 38.8, 8: 78.4, 16: 155.1, 32: 307.1, 64: 607.7, 128: 1164.3,
     256: 2251.8, 512: 4008.5, 1024: 5834.4, 1536: 5836.0, 2048: 5836.0,

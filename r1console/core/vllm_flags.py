@@ -1,6 +1,6 @@
 """`vllm serve` arguments that are correct for the vLLM version a profile names.
 
-Flag history (research facts §2.7, §4.4):
+Flag history (docs/facts.md §2.7, §4.4):
   --enable-reasoning        0.7.x-0.8.x: needed with --reasoning-parser; 0.9.x: deprecated (the parser alone
                             enables reasoning); removed in 0.10 (the seed's command no longer parses there).
   --reasoning-parser        from 0.7 (deepseek_r1 unchanged through 0.33).

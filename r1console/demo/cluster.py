@@ -24,7 +24,7 @@ from typing import Any
 from r1console.adapters.session import ClusterSession
 from r1console.core.userconfig import ClusterSpec
 from r1console.demo.sim_cluster import SimCluster
-from r1console.demo.sim_transport import SimTransport
+from r1console.demo.transport import SimTransport
 
 DEMO_CLUSTER = "demo"
 _UNSET = object()

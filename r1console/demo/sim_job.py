@@ -15,8 +15,8 @@ GPUs show. Pure (no I/O, no clock): ``sim_cluster`` plays the timeline back into
 * :class:`GpuModel` is every GPU's memory / utilisation / power over the job's phases: memory rises
   with the shards loaded and settles at the planner's weights + KV cache (+ CUDA context).
 
-Formats: /work/shared/research/facts.md §2 (vLLM, tqdm, uvicorn, Ray, NCCL, slurmstepd) and the
-SLURM captures in research/slurm-captures, multinode-captures.
+Formats: docs/facts.md §2 (vLLM, tqdm, uvicorn, Ray, NCCL, slurmstepd) and SLURM 22.05 captures
+(single- and multi-node runs; some are kept in tests/data/slurm).
 """
 
 from __future__ import annotations

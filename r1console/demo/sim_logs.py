@@ -1,4 +1,4 @@
-"""vLLM and uvicorn log lines as a given vLLM version prints them (research facts §2.1-§2.3, §2.6;
+"""vLLM and uvicorn log lines as a given vLLM version prints them (docs/facts.md §2.1-§2.3, §2.6;
 the real 0.32 startup in vllm-captures/startup_cold_full.log).
 
 Two streams, as in a SLURM job's ``job.%N.%j.out`` / ``.err``:
@@ -21,7 +21,7 @@ from r1console.demo.sim_engine import DEFAULT_KV_CACHE_TOKENS
 from r1console.demo.sim_versions import DEFAULT_VERSION
 
 CYAN, RESET = "\x1b[1;36m", "\x1b[0;0m"
-KV_BYTES_PER_TOKEN = 70_272  # 61 layers x (512 + 64) x 2 B, BF16 MLA, per GPU (facts §0)
+KV_BYTES_PER_TOKEN = 70_272  # 61 layers x (512 + 64) x 2 B, BF16 MLA, per GPU (docs/facts.md §0)
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def access_line(client: str, method: str, target: str, status: int, http_version
 def stats_line(fmt: VllmLogFormat, when: _dt.datetime, *, prompt_tps: float, gen_tps: float, running: int,
                waiting: int, kv_usage: float, preemptions: int = 0, prefix_hit_rate: float | None = 0.0,
                device: str = "GPU") -> str:
-    """The periodic (~10 s) throughput line (facts §2.6)."""
+    """The periodic (~10 s) throughput line (docs/facts.md §2.6)."""
     v = fmt.v
     if v < (0, 8, 0):  # V0
         msg = (f"Avg prompt throughput: {prompt_tps:.1f} tokens/s, Avg generation throughput: {gen_tps:.1f} "
@@ -101,7 +101,7 @@ def stats_line(fmt: VllmLogFormat, when: _dt.datetime, *, prompt_tps: float, gen
 
 
 def server_ready_message(version: str, host: str, port: int) -> tuple[str, str]:
-    """(fileinfo, message) of the "server is listening" line for the version (facts §2.3)."""
+    """(fileinfo, message) of the "server is listening" line for the version (docs/facts.md §2.3)."""
     v = parse_version(version)
     url = f"http://{host}:{port}"
     if v < (0, 8, 0):
@@ -172,7 +172,7 @@ class StartupSpec:
     enforce_eager: bool = False
     reasoning_parser: str | None = "deepseek_r1"
     shards: int = 163
-    load_seconds: float = 1200.0      # weights: ~20 min on VAST, 30-40 min on Lustre (facts §1.6)
+    load_seconds: float = 1200.0      # weights: ~20 min on VAST, 30-40 min on Lustre (docs/facts.md §1.6)
     head_ip: str = "10.20.1.124"
     worker_ips: tuple[str, ...] = ()
     api_pid: int = 4242

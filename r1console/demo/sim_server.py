@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as _dt
-import email.utils
 import hashlib
 import json
 import os
@@ -40,7 +39,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 from r1console.core.exposure import IDENTITY_PATH, OPEN_PATHS, identity_proof
 from r1console.demo.sim_engine import (
@@ -50,9 +48,10 @@ from r1console.demo.sim_engine import (
 from r1console.demo.sim_logs import VllmLogFormat, access_line, ready_log_lines, stats_line
 from r1console.demo.sim_text import ReplyText, count_tokens
 from r1console.demo.sim_versions import DEFAULT_VERSION, VersionProfile, render_metrics
+from r1console.demo.vllm import http11
 
-MAX_HEAD = 64 * 1024
-MAX_BODY = 64 * 1024 * 1024
+MAX_HEAD = http11.MAX_HEAD
+MAX_BODY = http11.MAX_BODY
 SSE_TYPE = "text/event-stream; charset=utf-8"
 PROM_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ENGINE_ERROR = "EngineCore encountered an issue. See stack trace (above) for the root cause."
@@ -163,42 +162,14 @@ class _Channel:
         self.every = every
 
 
-class _Conn:
-    __slots__ = ("reader", "writer", "buf", "peer", "disconnected")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.buf = bytearray()
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "unknown"
-        self.disconnected = False
-
-
-@dataclass
-class _Http:
-    method: str
-    target: str
-    path: str
-    version: str
-    headers: dict[str, str]
-    body: bytes
-    keep_alive: bool
-
-
-class _BadHttp(Exception):
-    pass
+# The HTTP/1.1 framing is shared with the tests' scripted server (demo/vllm/http11.py).
+_Conn = http11.Connection
+_Http = http11.Request
+_BadHttp = http11.BadRequest
 
 
 class _Dropped(Exception):
     """The connection is gone (client disconnect or injected drop)."""
-
-
-def _http_date(cache: list = [0, ""]) -> str:  # noqa: B006 - per-second cache
-    now = int(time.time())
-    if cache[0] != now:
-        cache[0], cache[1] = now, email.utils.formatdate(now, usegmt=True)
-    return cache[1]
 
 
 def _dumps(obj: Any) -> bytes:
@@ -449,8 +420,7 @@ class SimServer:
                 try:
                     req = await self._read_request(conn)
                 except _BadHttp:
-                    writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                                 b"connection: close\r\ncontent-length: 29\r\n\r\nInvalid HTTP request received.")
+                    writer.write(http11.BAD_REQUEST)
                     break
                 if req is None:
                     break
@@ -473,100 +443,10 @@ class SimServer:
                     pass
 
     async def _read_request(self, conn: _Conn) -> _Http | None:
-        buf = conn.buf
-        while True:
-            idx = buf.find(b"\r\n\r\n")
-            if idx >= 0:
-                break
-            if len(buf) > MAX_HEAD:
-                raise _BadHttp()
-            data = await conn.reader.read(65536)
-            if not data:
-                if buf.strip():
-                    raise _BadHttp()
-                return None
-            buf += data
-        head = bytes(buf[:idx]).decode("latin-1")
-        del buf[:idx + 4]
-        lines = head.lstrip("\r\n").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise _BadHttp()
-        method, target, version = parts[0], parts[1], parts[2][5:]
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise _BadHttp()
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-        conn_hdr = headers.get("connection", "").lower()
-        keep_alive = ("close" not in conn_hdr) if version == "1.1" else ("keep-alive" in conn_hdr)
-        if headers.get("expect", "").lower() == "100-continue":
-            conn.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = b""
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            body = await self._read_chunked(conn)
-        elif "content-length" in headers:
-            try:
-                length = int(headers["content-length"])
-            except ValueError:
-                raise _BadHttp() from None
-            if length < 0 or length > MAX_BODY:
-                raise _BadHttp()
-            while len(buf) < length:
-                data = await conn.reader.read(65536)
-                if not data:
-                    raise _BadHttp()
-                buf += data
-            body = bytes(buf[:length])
-            del buf[:length]
-        path = urlsplit(target).path or "/"
-        return _Http(method, target, path, version, headers, body, keep_alive)
-
-    async def _read_chunked(self, conn: _Conn) -> bytes:
-        buf, out = conn.buf, bytearray()
-        while True:
-            while b"\r\n" not in buf:
-                data = await conn.reader.read(65536)
-                if not data:
-                    raise _BadHttp()
-                buf += data
-            idx = buf.find(b"\r\n")
-            try:
-                size = int(bytes(buf[:idx]).split(b";")[0].strip(), 16)
-            except ValueError:
-                raise _BadHttp() from None
-            del buf[:idx + 2]
-            while len(buf) < size + 2:
-                data = await conn.reader.read(65536)
-                if not data:
-                    raise _BadHttp()
-                buf += data
-            if size == 0:
-                # trailers are not used by clients we care about; skip to the blank line
-                while not buf.startswith(b"\r\n"):
-                    end = buf.find(b"\r\n")
-                    if end < 0:
-                        data = await conn.reader.read(65536)
-                        if not data:
-                            raise _BadHttp()
-                        buf += data
-                        continue
-                    del buf[:end + 2]
-                del buf[:2]
-                return bytes(out)
-            out += buf[:size]
-            del buf[:size + 2]
-            if len(out) > MAX_BODY:
-                raise _BadHttp()
+        return await http11.read_request(conn, max_head=MAX_HEAD, max_body=MAX_BODY)
 
     def _head(self, status: int, headers: list[tuple[str, str]], keep_alive: bool) -> bytes:
-        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"date: {_http_date()}", "server: uvicorn"]
-        lines += [f"{k}: {v}" for k, v in headers]
-        if not keep_alive:
-            lines.append("connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return http11.response_head(status, headers, keep_alive=keep_alive)
 
     async def _send(self, conn: _Conn, req: _Http, status: int, body: bytes,
                     content_type: str | None = "application/json") -> bool:
@@ -1002,7 +882,7 @@ class SimServer:
             tail.append(frame(shape.usage(sreq.prompt_tokens, sreq.generated)))
         tail.append(frame("[DONE]"))
         if chunked:
-            tail.append(b"0\r\n\r\n")
+            tail.append(http11.LAST_CHUNK)
         writer.write(b"".join(tail))
         await writer.drain()
         return keep_alive

@@ -21,4 +21,10 @@ def cluster_opener(spec: ClusterSpec) -> SessionOpener:
 
 
 def make_app(config: UserConfig, *, opener: SessionOpener | None = None, open_job: str | None = None) -> R1ConsoleApp:
+    """The app for ``config``; a ``keymap`` naming an unknown binding id is a ConfigError here, before it starts."""
+    if config.keymap:
+        from r1console.core import paths
+        from r1console.tui.bindings import validate_keymap
+
+        validate_keymap(config.keymap, where=str(paths.config_file()))
     return R1ConsoleApp(opener, config, open_job=open_job)

@@ -8,29 +8,36 @@ says "something changed, read the latest state").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+if TYPE_CHECKING:  # textual-free types of the layers below
+    from r1console.adapters.deployments import Deployment
+    from r1console.core.batch_engine import BatchProgress
+    from r1console.core.nvidia_smi import NodeGpus
+    from r1console.core.plan import Plan
+    from r1console.core.profiles import LoadedProfile
+    from r1console.core.prometheus import ServerMetrics
+    from r1console.core.slurm_parse import JobInfo
 
 
 @dataclass
 class JobsRefreshed(Message):
     """A new squeue/sacct view of the user's jobs."""
 
-    jobs: list[Any]
-    history: list[Any]
-    deployments: dict[str, Any]
+    jobs: list[JobInfo]
+    history: list[JobInfo]
+    deployments: dict[str, Deployment]
 
 
 @dataclass
-class JobSubmitted(Message):
-    deployment: Any
+class CancelFinished(Message):
+    """scancel returned: the job's state afterwards, or the error SLURM gave (user-facing text)."""
 
-
-@dataclass
-class JobCancelled(Message):
     job_id: str
-    final_state: str
+    state: str | None
+    error: str | None = None
 
 
 @dataclass
@@ -54,8 +61,9 @@ class LogGrew(Message):
 
 @dataclass
 class LifecycleChanged(Message):
+    """The job's lifecycle may have moved (read the watch's snapshot; coalesced)."""
+
     job_id: str
-    state: Any  # core.lifecycle snapshot
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, LifecycleChanged) and message.job_id == self.job_id
@@ -64,14 +72,14 @@ class LifecycleChanged(Message):
 @dataclass
 class GpusSampled(Message):
     job_id: str
-    samples: list[Any]
+    samples: list[NodeGpus]
     error: str | None = None
 
 
 @dataclass
 class MetricsSampled(Message):
     job_id: str
-    metrics: Any
+    metrics: ServerMetrics | None
     tokens_per_s: float | None
 
 
@@ -93,7 +101,7 @@ class ChatTurnEnded(Message):
 
 @dataclass
 class BatchProgressed(Message):
-    progress: Any
+    progress: BatchProgress
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, BatchProgressed)
@@ -101,5 +109,20 @@ class BatchProgressed(Message):
 
 @dataclass
 class BatchEnded(Message):
-    summary: Any
+    summary: BatchProgress | None
     error: str | None = None
+
+
+@dataclass
+class PreviewReady(Message):
+    """The launch screen's preview for one set of inputs: the loaded profile (or its errors), script, plan."""
+
+    key: tuple[str, tuple[str, ...]]  # (profile, overrides) it was made for
+    loaded: LoadedProfile | None
+    errors: str
+    script: str | None
+    plan: Plan | None
+    plan_text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PreviewReady)

@@ -18,13 +18,6 @@ from r1console.core.batch_journal import read_journal
 pytestmark = pytest.mark.vllm
 
 
-@pytest.fixture
-def key_file(vllm_server, tmp_path):
-    path = tmp_path / "api-key"
-    path.write_text(vllm_server.api_key + "\n")
-    return str(path)
-
-
 def test_seed_batch_finishes_with_reasoning_and_final_apart(vllm_server, key_file, tmp_path, capsys):
     expected = read_manifest(vllm_server.model_dir)
     tags = [f"q{i}" for i in range(1, 13)]

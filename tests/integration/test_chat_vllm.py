@@ -20,13 +20,6 @@ from r1console.core.prometheus import ServerMetrics, rates
 pytestmark = pytest.mark.vllm
 
 
-@pytest.fixture
-def key_file(vllm_server, tmp_path):
-    path = tmp_path / "api-key"
-    path.write_text(vllm_server.api_key + "\n")
-    return str(path)
-
-
 def test_cli_chat_json_separates_reasoning_from_the_answer(vllm_server, key_file, capsys):
     expected = read_manifest(vllm_server.model_dir)
     rc = main(["chat", "--url", vllm_server.url, "--api-key-file", key_file, "--json",

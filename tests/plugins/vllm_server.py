@@ -183,6 +183,14 @@ def vllm_server(vllm_tiny_model, tmp_path_factory):
         stop_server(server)
 
 
+@pytest.fixture
+def key_file(vllm_server, tmp_path) -> str:
+    """A file holding the session server's API key (what ``--api-key-file`` reads)."""
+    path = tmp_path / "api-key"
+    path.write_text(vllm_server.api_key + "\n")
+    return str(path)
+
+
 class VllmServerFactory:
     def __init__(self, model_dir: Path, tmp_path_factory) -> None:
         self._model_dir = model_dir

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-
-from textual.app import App
 
 from r1console.demo.sim_server import SimServer
 from r1console.tui.screens.batch import BatchScreen
-from tests_helpers import wait_until
+from tests_helpers import Host, opener_for, wait_until
 
 
-class Host(App):
-    CSS_PATH = "../../r1console/tui/app.tcss"
-
-    def __init__(self, url: str, key: str | None) -> None:
-        super().__init__()
-        self.url, self.key = url, key
-
-    def on_mount(self) -> None:
-        @contextlib.asynccontextmanager
-        async def opener():
-            yield self.url, self.key
-
-        self.push_screen(BatchScreen("sim", opener))
+def host(url: str, key: str | None) -> Host:
+    return Host(lambda: BatchScreen("sim", opener_for(url, key)))
 
 
 async def test_batch_screen_runs_a_seed_prompt_file(tmp_path):
@@ -34,7 +20,7 @@ async def test_batch_screen_runs_a_seed_prompt_file(tmp_path):
     source.write_text(json.dumps(prompts))
     output = tmp_path / "output_responses.json"
     async with SimServer(vllm_version="0.8.5", max_num_seqs=4, time_scale=0.0, api_key="k", seed=1) as srv:
-        app = Host(srv.url, "k")
+        app = host(srv.url, "k")
         async with app.run_test(size=(120, 40)) as pilot:
             screen = app.screen
             assert isinstance(screen, BatchScreen)

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-
-from textual.app import App
-
 from r1console.demo.sim_server import SimServer
 from r1console.tui.screens.chat import ChatScreen
 from r1console.tui.widgets.chat_item import ChatItem
-from tests_helpers import wait_until
+from tests_helpers import Host, opener_for, wait_until
 
 
-class Host(App):
-    CSS_PATH = "../../r1console/tui/app.tcss"
-
-    def __init__(self, url: str, key: str | None) -> None:
-        super().__init__()
-        self.url, self.key = url, key
-
-    def on_mount(self) -> None:
-        @contextlib.asynccontextmanager
-        async def opener():
-            yield self.url, self.key
-
-        self.push_screen(ChatScreen("sim", opener, max_tokens=200))
-
-
+def host(url: str, key: str | None) -> Host:
+    return Host(lambda: ChatScreen("sim", opener_for(url, key), max_tokens=200))
 
 
 async def test_chat_streams_reasoning_apart_and_exports(tmp_path):
     async with SimServer(vllm_version="0.32.0", max_num_seqs=4, time_scale=0.0, api_key="k", seed=3) as srv:
-        app = Host(srv.url, "k")
+        app = host(srv.url, "k")
         async with app.run_test(size=(120, 40)) as pilot:
             screen = app.screen
             assert isinstance(screen, ChatScreen)
@@ -63,7 +46,7 @@ async def test_chat_streams_reasoning_apart_and_exports(tmp_path):
 
 async def test_chat_wrong_key_shows_a_clear_error():
     async with SimServer(vllm_version="0.32.0", time_scale=0.0, api_key="right") as srv:
-        app = Host(srv.url, "wrong")
+        app = host(srv.url, "wrong")
         async with app.run_test(size=(120, 40)) as pilot:
             header = app.screen.query_one("#chat-header")
             await wait_until(pilot, lambda: "cannot reach the server" in str(header.render()))

@@ -8,9 +8,9 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from textual.app import App
+from textual.widgets import Input
 
-from r1console.core.logparse import LogParser
+from fakes import DATA, DEPLOYMENT, FrozenSession, gpu_nodes
 from r1console.core.userconfig import UserConfig
 from r1console.tui.app import R1ConsoleApp
 from r1console.tui.messages import GpusSampled, JobsRefreshed, LifecycleChanged, LogGrew
@@ -20,7 +20,7 @@ from r1console.tui.screens.job import JobScreen
 from r1console.tui.screens.jobs import JobsScreen
 from r1console.tui.screens.launch import LaunchScreen
 from r1console.tui.widgets.status_bar import ResourceUsage
-from fakes import DATA, DEPLOYMENT, FrozenSession, gpu_nodes
+from tests_helpers import Host
 
 SIZE = (130, 42)
 
@@ -34,17 +34,6 @@ def fixed_environment(monkeypatch, tmp_path):
         self.cpu_percent, self.rss_mib = 0.7, 61.0
 
     monkeypatch.setattr(ResourceUsage, "sample", sample)
-
-
-class Host(App):
-    CSS_PATH = "../../r1console/tui/app.tcss"
-
-    def __init__(self, make_screen) -> None:
-        super().__init__()
-        self.make_screen = make_screen
-
-    def on_mount(self) -> None:
-        self.push_screen(self.make_screen())
 
 
 def test_welcome(snap_compare):
@@ -81,7 +70,7 @@ def test_job_loading(snap_compare):
     screen = loading_job_screen()
 
     async def fill(pilot) -> None:
-        screen.post_message(LifecycleChanged("4240", None))
+        screen.post_message(LifecycleChanged("4240"))
         screen.post_message(LogGrew("4240", "out"))
         screen.post_message(LogGrew("4240", "err"))
         screen.post_message(GpusSampled("4240", gpu_nodes()))
@@ -94,7 +83,7 @@ def test_job_log_search(snap_compare):
     screen = loading_job_screen()
 
     async def fill(pilot) -> None:
-        screen.post_message(LifecycleChanged("4240", None))  # a determinate bar (the indeterminate one animates)
+        screen.post_message(LifecycleChanged("4240"))  # a determinate bar (the indeterminate one animates)
         screen.post_message(LogGrew("4240", "out"))
         screen.post_message(LogGrew("4240", "err"))
         await pilot.pause()
@@ -106,7 +95,24 @@ def test_job_log_search(snap_compare):
 
 
 def test_launch(snap_compare):
-    assert snap_compare(Host(lambda: LaunchScreen(FrozenSession(), UserConfig())), terminal_size=SIZE)
+    screen = LaunchScreen(FrozenSession(), UserConfig())
+
+    async def preview_made(pilot) -> None:  # the preview is made in a worker thread
+        for _ in range(200):
+            if screen.preview_key is not None:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause()
+
+    assert snap_compare(Host(lambda: screen), terminal_size=SIZE, run_before=preview_made)
+
+
+async def steady_cursor(pilot) -> None:
+    """The focused input's cursor, shown and not blinking: a loaded machine would catch it mid-blink."""
+    await pilot.pause()
+    for widget in pilot.app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.pause()
 
 
 def test_chat_empty(snap_compare):
@@ -114,7 +120,7 @@ def test_chat_empty(snap_compare):
     async def never():
         yield "http://127.0.0.1:9", None
 
-    assert snap_compare(Host(lambda: ChatScreen("job 4240", never)), terminal_size=SIZE)
+    assert snap_compare(Host(lambda: ChatScreen("job 4240", never)), terminal_size=SIZE, run_before=steady_cursor)
 
 
 def test_batch_empty(snap_compare):
@@ -122,4 +128,4 @@ def test_batch_empty(snap_compare):
     async def never():
         yield "http://127.0.0.1:9", None
 
-    assert snap_compare(Host(lambda: BatchScreen("job 4240", never)), terminal_size=SIZE)
+    assert snap_compare(Host(lambda: BatchScreen("job 4240", never)), terminal_size=SIZE, run_before=steady_cursor)

@@ -1,9 +1,10 @@
 """A scripted OpenAI-compatible HTTP/1.1 server on 127.0.0.1, for client tests.
 
-It replays real vLLM 0.32 captures (tests/data/vllm-0.32/) and can rewrite them into the field
-shapes of older vLLM versions (facts §2.7):
+It replays real vLLM 0.32 captures (tests/data/vllm-0.32/) and can rewrite them into the
+reasoning-field shapes of older vLLM versions, as ``r1console.core.vllm_versions`` names them
+(``REASONING_SHAPES``):
 
-* ``"reasoning_content"`` — vLLM ≤ 0.11.0 (and DeepSeek's own API);
+* ``"reasoning_content"`` — before vLLM 0.11.2 (and DeepSeek's own API);
 * ``"both"`` — 0.11.2–0.15: ``reasoning`` and ``reasoning_content`` with the same text;
 * ``"reasoning"`` — 0.16 and later (the capture as is).
 
@@ -23,10 +24,15 @@ import asyncio
 import copy
 import json
 import threading
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+
+from r1console.core.vllm_versions import REASONING, REASONING_SHAPES
+from r1console.demo.vllm import http11
+from r1console.demo.vllm.http11 import Request
+
+__all__ = ["SHAPES", "FakeOpenAI", "Handler", "Reply", "Request", "capture_body", "capture_chunks",
+           "capture_json", "capture_status", "error_capture", "reshape", "stall", "stream_chunks"]
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "vllm-0.32"
 
@@ -58,32 +64,26 @@ def capture_chunks(name: str) -> list[dict]:
     return out
 
 
-SHAPES = ("reasoning_content", "both", "reasoning")
+SHAPES = tuple(REASONING_SHAPES)  # "reasoning_content", "both", "reasoning"
 
 
 def reshape(obj: dict, shape: str) -> dict:
     """Rewrite the reasoning field of a chunk or response into ``shape`` (see module doc)."""
     if shape not in SHAPES:
         raise ValueError(shape)
+    keys = REASONING_SHAPES[shape]
     obj = copy.deepcopy(obj)
     for choice in obj.get("choices") or []:
         for key in ("delta", "message"):
             part = choice.get(key)
             if not isinstance(part, dict):
                 continue
-            if "reasoning" in part:
-                value = part.pop("reasoning")
-                if shape == "reasoning_content":
-                    part["reasoning_content"] = value
-                elif shape == "both":
-                    part["reasoning"] = value
-                    part["reasoning_content"] = value
-                else:
-                    part["reasoning"] = value
+            if REASONING in part:
+                value = part.pop(REASONING)
+                part.update(dict.fromkeys(keys, value))
             elif shape == "both" and "content" in part and key == "delta":
                 # 0.11.2–0.15 serialize the unset reasoning fields as null next to content.
-                part["reasoning"] = None
-                part["reasoning_content"] = None
+                part.update(dict.fromkeys(keys))
     return obj
 
 
@@ -92,17 +92,6 @@ def stream_chunks(shape: str = "reasoning", name: str = "chat_stream_sse.txt") -
 
 
 # -- the server -------------------------------------------------------------------------------
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
 
 class Reply:
     """Raw HTTP writer for one response (``connection: close``)."""
@@ -122,10 +111,7 @@ class Reply:
             return False
 
     async def head(self, status: int, headers: dict[str, str]) -> None:
-        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "X"
-        lines = [f"HTTP/1.1 {status} {reason}", "server: fake-openai", "connection: close"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.writer.write(http11.response_head(status, headers.items(), keep_alive=False, server="fake-openai"))
         await self.writer.drain()
 
     async def body(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -145,11 +131,11 @@ class Reply:
 
     async def chunk(self, data: bytes) -> None:
         if data:
-            self.writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.writer.write(http11.chunk(data))
             await self.writer.drain()
 
     async def end_stream(self) -> None:
-        self.writer.write(b"0\r\n\r\n")
+        self.writer.write(http11.LAST_CHUNK)
         await self.writer.drain()
 
     async def sse(self, events: list[Any], *, delay: float = 0.0, done: bool = True,
@@ -264,16 +250,14 @@ class FakeOpenAI:
         task = asyncio.current_task()
         self._tasks.add(task)
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = lines[0].split(" ", 2)
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    k, v = line.split(":", 1)
-                    headers[k.strip().lower()] = v.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            request = Request(method, target.split("?", 1)[0], headers, body)
+            try:
+                request = await http11.read_request(http11.Connection(reader, writer))
+            except http11.BadRequest:
+                writer.write(http11.BAD_REQUEST)
+                return
+            if request is None:
+                return
+            method, headers = request.method, request.headers
             self.requests.append(request)
             reply = Reply(writer, reader)
             if (self.api_key and request.path.startswith("/v1")

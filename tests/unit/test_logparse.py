@@ -1,4 +1,4 @@
-"""The log parser: every line format of facts.md §2, prefixes, tqdm, chunking, bounds."""
+"""The log parser: every line format of docs/facts.md §2, prefixes, tqdm, chunking, bounds."""
 
 from __future__ import annotations
 

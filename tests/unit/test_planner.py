@@ -162,14 +162,14 @@ def test_seed_16x_h100_breakdown():
     assert abs((weights + kv) / 1280 - 0.81) <= 0.05  # the seed's 1.28 TB = 16 x 80 GB
     # MLA is replicated: the deployment's capacity is one GPU's worth
     assert any("not" in n and "x 16" in n for n in plan.notes)
-    # 40 GiB of weights per GPU (facts §4.3: "39-40 GiB at TP16")
+    # 40 GiB of weights per GPU (docs/facts.md §4.3: "39-40 GiB at TP16")
     assert 39 * GiB < plan.weights_bytes_per_gpu < 41 * GiB
 
 
 def test_h200x8_plan():
     plan = plan_for("h200x8")
     assert plan.fits and plan.tensor_parallel_size == 8
-    assert 78 * GiB < plan.weights_bytes_per_gpu < 81 * GiB  # facts §4.3: "roughly 78 GiB at TP8"
+    assert 78 * GiB < plan.weights_bytes_per_gpu < 81 * GiB  # docs/facts.md §4.3: "roughly 78 GiB at TP8"
     assert plan.kv_bytes_per_token_per_gpu == 70_272
     assert plan.kv_tokens_per_gpu > 163_840  # one full-length R1 request fits
     assert plan.cudagraph_bytes_per_gpu == 0  # enforce_eager

@@ -1,7 +1,7 @@
 """Prometheus text parsing and vLLM's /metrics snapshot, on real vLLM 0.32 scrapes.
 
 Older vLLM versions are tested by renaming series in the real scrape the way those versions
-named them (facts §2.6), so the format stays real.
+named them (docs/facts.md §2.6), so the format stays real.
 """
 
 from __future__ import annotations

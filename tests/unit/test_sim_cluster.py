@@ -289,7 +289,7 @@ async def test_second_job_waits_for_resources_until_the_first_ends(demo):
 async def test_formats_parse_with_the_real_parsers_and_match_the_captures(demo):
     dep, _ = await start_running(demo)
     run = demo.transport.run
-    # research/slurm-captures/04_squeue_default.txt (SLURM 22.05.8), verbatim
+    # `squeue` with no options as SLURM 22.05.8 printed it (a capture), verbatim
     header = "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)"
     default = await run(["squeue"])
     assert default.ok and default.stdout.splitlines()[0] == header

@@ -8,9 +8,23 @@ import statistics
 
 import pytest
 
-from r1console.demo.sim_engine import (
-    ABORTED, ANSWER, EOS, FINISHED, REASONING, RUNNING, SEED_DEFAULT_BATCHING, THINK_END, WAITING,
-    DecodeCurve, EngineConfig, LengthModel, SimEngine, SimRequest, buckets_1_2_5, simulate_closed_loop,
+from r1console.demo.vllm.engine import (
+    ABORTED,
+    ANSWER,
+    EOS,
+    FINISHED,
+    REASONING,
+    RUNNING,
+    SEED_DEFAULT_BATCHING,
+    THINK_END,
+    WAITING,
+    DecodeCurve,
+    EngineConfig,
+    LengthModel,
+    SimEngine,
+    SimRequest,
+    buckets_1_2_5,
+    simulate_closed_loop,
 )
 
 BIG_KV = 50_000_000  # so the throughput checks measure the decode curve, not preemption

@@ -16,7 +16,7 @@ from r1console.demo.sim_logs import (
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "vllm-0.32"
 START = dt.datetime(2026, 6, 3, 21, 0, 0)
-# facts §2.2 / §2.3
+# docs/facts.md §2.2 / §2.3
 SHARD_RE = re.compile(r"Loading (?:safetensors|pt|np_cache) checkpoint shards(?: \(eager\))?:\s+(\d+)%(?: Completed)?"
                       r"\s*\|?\s*(\d+)/(\d+) \[([^<\]]+)<([^,\]]+)")
 READY_RE = re.compile(r"Starting vLLM (?:API )?server(?: \d+)? on (\S+)|Application startup complete")

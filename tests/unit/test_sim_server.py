@@ -567,7 +567,7 @@ def test_cli_sim_server_starts_serves_and_stops_on_sigterm():
                 line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            # facts §2.3 readiness regex; 0.16 says "Starting vLLM API server 0 on URL"
+            # docs/facts.md §2.3 readiness regex; 0.16 says "Starting vLLM API server 0 on URL"
             m = re.search(r"Starting vLLM (?:API )?server(?: \d+)? on (http://127\.0\.0\.1:\d+)", line)
             url = m.group(1) if m else None
         assert url, "no ready line"

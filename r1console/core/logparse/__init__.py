@@ -6,7 +6,7 @@ every segment completed by the chunk, :meth:`LogParser.flush` those of a final u
 segment. Splitting a stream into chunks differently never changes the events (property-tested
 in ``tests/unit/test_logparse_fuzz.py``).
 
-What it copes with (formats: ``/work/shared/research/facts.md`` §2):
+What it copes with (formats: ``docs/facts.md`` §2):
 
 * tqdm: a *segment* ends at ``\\n`` **or** ``\\r``, so every ``\\r`` redraw is its own segment,
   and several bars glued on one segment are each found. ``lineno`` is the physical line

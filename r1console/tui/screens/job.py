@@ -13,27 +13,30 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, Static, TabbedContent, TabPane
 
-from r1console.adapters.job_watch import JobWatch
+from r1console.adapters.deployments import Deployment
+from r1console.adapters.job_watch import JobWatch, WatchEvent
+from r1console.adapters.session import ClusterSession
 from r1console.core.errors import R1Error
 from r1console.core.lifecycle import Stage
-from r1console.tui.messages import GpusSampled, JobCancelled, LifecycleChanged, LogGrew, MetricsSampled
-from r1console.tui.screens.dialogs import ConfirmDialog, ErrorDialog, TextInputDialog
+from r1console.core.plan import Plan
+from r1console.tui.job_actions import JobActions
+from r1console.tui.messages import GpusSampled, LifecycleChanged, LogGrew, MetricsSampled
+from r1console.tui.screens.dialogs import TextInputDialog
 from r1console.tui.widgets.gpu_panel import GpuPanel
 from r1console.tui.widgets.log_view import LogView
 from r1console.tui.widgets.metrics_panel import MetricsPanel
 from r1console.tui.widgets.stage_banner import StageBanner
 
 
-def _plan_for(deployment):
+def _plan_for(deployment: Deployment | None) -> Plan | None:
     """The memory plan of the deployment's profile, to compare with what vLLM logged."""
     if deployment is None or not deployment.profile_source:
         return None
     try:
-        from r1console.commands.plan import resolve_model
-        from r1console.core.planner import make_plan
+        from r1console.core.plan import make_plan
+        from r1console.core.plan.local import resolve_model
         from r1console.core.profiles import load_profile
 
         profile = load_profile(deployment.profile_source).profile
@@ -43,27 +46,30 @@ def _plan_for(deployment):
         return None
 
 
-class JobScreen(Screen):
+class JobScreen(JobActions):
     BINDINGS = [
         Binding("slash", "search", "Search", id="log-search"),
         Binding("f", "filter", "Filter", id="log-filter"),
-        Binding("n", "next_match", "Next", id="log-next-match", show=False),
-        Binding("N", "previous_match", "Prev", id="log-previous-match", show=False),
-        Binding("end", "follow", "Follow", id="log-follow-end", show=False),
+        # the log panes' navigation: bound here once, so a focused LogView and the screen share one id
+        Binding("n", "next_match", "Next match", id="log-next", show=False),
+        Binding("N", "previous_match", "Prev match", id="log-previous", show=False),
+        Binding("end,G", "follow", "Follow", id="log-follow", show=False),
         Binding("c", "cancel", "Cancel job", id="cancel-this-job"),
         Binding("t", "chat", "Chat", id="chat-this-job"),
         Binding("b", "batch", "Batch", id="batch-this-job"),
         Binding("escape", "app.pop_screen", "Back", id="back"),
     ]
 
-    def __init__(self, session, job_id: str, deployment=None, *, stages: dict[str, str] | None = None) -> None:
+    def __init__(self, session: ClusterSession, job_id: str, deployment: Deployment | None = None, *,
+                 stages: dict[str, str] | None = None) -> None:
         super().__init__()
         self.session = session
         self.job_id = job_id
         self.deployment = deployment
         self.stages = stages if stages is not None else {}
         self.watch = JobWatch(session, job_id)
-        self._plan = _plan_for(deployment)
+        self._plan: Plan | None = None  # made by load_plan once vLLM has logged figures to compare
+        self._plan_requested = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -108,18 +114,29 @@ class JobScreen(Screen):
     def run_loop(self, coro, what: str) -> None:
         self.run_worker(coro, group="job-watch", exit_on_error=False, description=f"Watching job {self.job_id}: {what}")
 
-    def _notify(self, what: str) -> None:
-        if what.startswith("log-"):
-            self.post_message(LogGrew(self.job_id, what[4:]))
-            self.post_message(LifecycleChanged(self.job_id, None))
-        elif what == "gpus":
+    @work(thread=True, exclusive=True, group="job-plan", exit_on_error=False, description="Planning")
+    def load_plan(self) -> None:
+        """The deployment's memory plan, off the UI thread; the lifecycle view then compares it with vLLM's log."""
+        plan = _plan_for(self.deployment)
+        if plan is not None:
+            self.app.call_from_thread(self._plan_loaded, plan)
+
+    def _plan_loaded(self, plan: Plan) -> None:
+        self._plan = plan
+        self.post_message(LifecycleChanged(self.job_id))
+
+    def _notify(self, what: WatchEvent) -> None:
+        if what.stream is not None:
+            self.post_message(LogGrew(self.job_id, what.stream))
+            self.post_message(LifecycleChanged(self.job_id))
+        elif what is WatchEvent.GPUS:
             report = self.watch.gpus
             self.post_message(GpusSampled(self.job_id, list(report.nodes) if report else [], self.watch.gpu_error))
-        elif what == "metrics":
+        elif what is WatchEvent.METRICS:
             self.post_message(MetricsSampled(self.job_id, self.watch.metrics,
                                              self.watch.tok_s[-1] if self.watch.tok_s else None))
         else:
-            self.post_message(LifecycleChanged(self.job_id, None))
+            self.post_message(LifecycleChanged(self.job_id))
 
     # ---- rendering -----------------------------------------------------------------------------
     def on_log_grew(self, message: LogGrew) -> None:
@@ -134,8 +151,12 @@ class JobScreen(Screen):
         bar = self.query_one("#shard-bar", ProgressBar)
         if state.shards_total:
             bar.update(total=state.shards_total, progress=state.shards_loaded or 0)
-        if self._plan is not None and (state.model_load_gib is not None or state.kv_cache_tokens is not None):
-            from r1console.core.planner import compare_with_observed
+        logged = state.model_load_gib is not None or state.kv_cache_tokens is not None
+        if logged and not self._plan_requested:
+            self._plan_requested = True
+            self.load_plan()
+        if self._plan is not None and logged:
+            from r1console.core.plan import compare_with_observed
 
             comparison = compare_with_observed(self._plan, state.model_load_gib, state.kv_cache_tokens)
             self.query_one("#plan-compare", Static).update("plan vs vLLM: " + " · ".join(comparison.lines))
@@ -162,8 +183,8 @@ class JobScreen(Screen):
         bits = [f"{view.line_count} lines", "following" if view.follow else "paused (End to follow)"]
         if view.search_result.pattern:
             bits.append(f"search '{view.search_result.pattern}': {index}/{count}")
-        if view._filter:
-            bits.append(f"filter '{view._filter}'")
+        if view.filter:
+            bits.append(f"filter '{view.filter}'")
         path = self.watch.log_paths.get("out" if view.id == "log-out" else "err")
         if path:
             bits.append(path)
@@ -194,7 +215,7 @@ class JobScreen(Screen):
                 view.set_filter(pattern)
                 self._log_status()
 
-        self.app.push_screen(TextInputDialog("Show only lines matching (empty: all)", view._filter), apply)
+        self.app.push_screen(TextInputDialog("Show only lines matching (empty: all)", view.filter), apply)
 
     def action_next_match(self) -> None:
         self._active_log().action_next_match()
@@ -209,34 +230,10 @@ class JobScreen(Screen):
         self._log_status()
 
     def action_cancel(self) -> None:
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.cancel_job()
-
-        self.app.push_screen(ConfirmDialog(f"Cancel job {self.job_id}?", yes="Cancel job", no="Keep it"), confirmed)
-
-    @work(group="cancel", exit_on_error=False, description="Cancelling")
-    async def cancel_job(self) -> None:
-        try:
-            info = await self.session.cancel(self.job_id)
-        except R1Error as err:
-            self.post_message(JobCancelled(self.job_id, "error:" + str(err)))
-            return
-        self.post_message(JobCancelled(self.job_id, info.state))
-
-    def on_job_cancelled(self, message: JobCancelled) -> None:
-        if message.final_state.startswith("error:"):
-            self.app.push_screen(ErrorDialog(f"Cancelling job {self.job_id} failed", message.final_state[6:]))
-        else:
-            self.notify(f"Job {self.job_id}: {message.final_state}")
+        self.confirm_cancel(self.job_id)
 
     def action_chat(self) -> None:
-        from r1console.tui.screens.chat import ChatScreen
-
-        self.app.push_screen(ChatScreen(f"job {self.job_id}", lambda: self.session.open_server(self.job_id)))
+        self.open_chat(self.job_id)
 
     def action_batch(self) -> None:
-        from r1console.tui.screens.batch import BatchScreen
-
-        self.app.push_screen(BatchScreen(f"job {self.job_id}", lambda: self.session.open_server(self.job_id),
-                                         deployment=self.deployment))
+        self.open_batch(self.job_id, self.deployment)

@@ -7,13 +7,12 @@ import asyncio
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from r1console.core.errors import R1Error
 from r1console.core.slurm_parse import JobInfo, format_duration
-from r1console.tui.messages import ClusterFailed, JobCancelled, JobsRefreshed
-from r1console.tui.screens.dialogs import ConfirmDialog, ErrorDialog
+from r1console.tui.job_actions import JobActions
+from r1console.tui.messages import ClusterFailed, JobsRefreshed
 from r1console.tui.widgets.status_bar import ResourceUsage
 
 REFRESH_S = 10.0
@@ -26,7 +25,7 @@ def stage_text(job: JobInfo, known: dict[str, str]) -> str:
     return known.get(job.job_id) or _STAGE_FROM_STATE.get(job.state, job.state.lower())
 
 
-class JobsScreen(Screen):
+class JobsScreen(JobActions):
     BINDINGS = [
         Binding("l", "launch", "Launch", id="launch-job"),
         Binding("enter", "open", "Open", id="open-job", show=False),
@@ -144,49 +143,21 @@ class JobsScreen(Screen):
 
     def action_cancel(self) -> None:
         job = self.selected_job()
-        if not job:
-            return
+        if job:
+            self.confirm_cancel(job)
 
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.cancel_job(job)
-
-        self.app.push_screen(ConfirmDialog(f"Cancel job {job} on {self.session.name}?", yes="Cancel job",
-                                           no="Keep it"), confirmed)
-
-    @work(group="cancel", exit_on_error=False, description="Cancelling")
-    async def cancel_job(self, job_id: str) -> None:
-        try:
-            info = await self.session.cancel(job_id)
-        except R1Error as err:
-            self.post_message(JobCancelled(job_id, "error:" + str(err)))
-            return
-        self.post_message(JobCancelled(job_id, info.state))
-
-    def on_job_cancelled(self, message: JobCancelled) -> None:
-        if message.final_state.startswith("error:"):
-            self.app.push_screen(ErrorDialog(f"Cancelling job {message.job_id} failed",
-                                             message.final_state[len("error:"):]))
-            return
-        self.notify(f"Job {message.job_id}: {message.final_state}")
+    def after_cancel(self, job_id: str) -> None:
         self.refresh_loop()
 
     def action_chat(self) -> None:
         job = self.selected_job()
-        if not job:
-            return
-        from r1console.tui.screens.chat import ChatScreen
-
-        self.app.push_screen(ChatScreen(f"job {job}", lambda: self.session.open_server(job)))
+        if job:
+            self.open_chat(job)
 
     def action_batch(self) -> None:
         job = self.selected_job()
-        if not job:
-            return
-        from r1console.tui.screens.batch import BatchScreen
-
-        dep = self.deployments.get(job)
-        self.app.push_screen(BatchScreen(f"job {job}", lambda: self.session.open_server(job), deployment=dep))
+        if job:
+            self.open_batch(job, self.deployments.get(job))
 
     def action_switch_cluster(self) -> None:
         from r1console.tui.screens.dialogs import ChoiceDialog

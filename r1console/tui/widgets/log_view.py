@@ -33,11 +33,10 @@ _STYLES = [
 class LogView(ScrollView, can_focus=True):
     """Shows one LogBuffer. Call :meth:`refresh_lines` after feeding the buffer."""
 
+    # n / N / end,G (next match, previous match, follow) are bound by the screen that holds the view
+    # (JobScreen), which calls the actions below and updates its status line: one binding per id.
     BINDINGS = [
-        Binding("end,G", "follow", "Follow", id="log-follow", show=False),
         Binding("home,g", "scroll_home", "Top", show=False),
-        Binding("n", "next_match", "Next match", id="log-next", show=False),
-        Binding("N", "previous_match", "Prev match", id="log-previous", show=False),
     ]
 
     follow: reactive[bool] = reactive(True)
@@ -79,6 +78,11 @@ class LogView(ScrollView, can_focus=True):
         return len(self._view)
 
     # ---- filter and search ------------------------------------------------------------------
+    @property
+    def filter(self) -> str:
+        """The pattern lines must match to be shown ("" shows every line)."""
+        return self._filter
+
     def set_filter(self, pattern: str) -> None:
         self._filter = pattern
         self.refresh_lines()

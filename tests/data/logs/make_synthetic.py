@@ -3,7 +3,7 @@
 
     python tests/data/logs/make_synthetic.py          # rewrites the synthetic fixtures
 
-Formats follow /work/shared/research/facts.md §2 (every line format with its vLLM source
+Formats follow docs/facts.md §2 (every line format with its vLLM source
 location). Real captures live beside them (0.32-cpu/, slurm/, multinode/): those are copied
 verbatim, never generated. Each directory is one job: its .out and .err as SLURM writes them
 (vLLM's logger -> stdout -> .out; tqdm bars, uvicorn's startup lines, tracebacks and
