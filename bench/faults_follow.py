@@ -205,7 +205,7 @@ async def ssh_blackhole(runs: int, hole_s: float = 90.0) -> dict:
                            f"after the hole, loop lag p99 {p99 * 1000:.1f} ms")
             path.write_bytes(b"")
         return row(fault, runs, lost=lost, duplicated=dup, recovery_s=worst_detect, passed=ok_all,
-                   detail="; ".join(details) + " (recovery_s = time to detect the dead link; keepalive 15 s x 3)")
+                   detail="; ".join(details) + " (recovery_s = time to detect the dead link; keepalive every 15 s, 2 unanswered)")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
