@@ -111,7 +111,8 @@ async def ssh_cut(runs: int) -> dict:
         async with FaultProxy("127.0.0.1", int(env["R1C_TEST_SSH_PORT"])) as proxy:
             async with _transport(faultlib.proxied_spec(env, proxy.port, d / "client", slurm=False)) as tr:
                 reader = _Reader(tr.follow(str(path)))
-                grow = asyncio.create_task(_grow(path, runs * CUT_EVERY_S + 1.5, RATE))
+                stop = asyncio.Event()   # the log grows until the last cut has been recovered from
+                grow = asyncio.create_task(_grow(path, 3600, RATE, stop))
                 try:
                     for _ in range(runs):
                         await asyncio.sleep(CUT_EVERY_S)
@@ -121,6 +122,8 @@ async def ssh_cut(runs: int) -> dict:
                         ok = await reader.wait(lambda: any(k > before for k in reader.first_byte_of_stream), 30)
                         later = [t for k, t in reader.first_byte_of_stream.items() if k > before]
                         recoveries.append(min(later) - cut_at if ok else float("inf"))
+                    await asyncio.sleep(1.0)
+                    stop.set()
                     await grow
                     size = path.stat().st_size
                     await reader.wait(lambda: reader.total >= size, 30)
