@@ -111,7 +111,8 @@ async def ssh_cut(runs: int) -> dict:
         async with FaultProxy("127.0.0.1", int(env["R1C_TEST_SSH_PORT"])) as proxy:
             async with _transport(faultlib.proxied_spec(env, proxy.port, d / "client", slurm=False)) as tr:
                 reader = _Reader(tr.follow(str(path)))
-                grow = asyncio.create_task(_grow(path, runs * CUT_EVERY_S + 1.5, RATE))
+                stop = asyncio.Event()   # the log grows until the last cut has been recovered from
+                grow = asyncio.create_task(_grow(path, 3600, RATE, stop))
                 try:
                     for _ in range(runs):
                         await asyncio.sleep(CUT_EVERY_S)
@@ -121,6 +122,8 @@ async def ssh_cut(runs: int) -> dict:
                         ok = await reader.wait(lambda: any(k > before for k in reader.first_byte_of_stream), 30)
                         later = [t for k, t in reader.first_byte_of_stream.items() if k > before]
                         recoveries.append(min(later) - cut_at if ok else float("inf"))
+                    await asyncio.sleep(1.0)
+                    stop.set()
                     await grow
                     size = path.stat().st_size
                     await reader.wait(lambda: reader.total >= size, 30)
@@ -205,7 +208,7 @@ async def ssh_blackhole(runs: int, hole_s: float = 90.0) -> dict:
                            f"after the hole, loop lag p99 {p99 * 1000:.1f} ms")
             path.write_bytes(b"")
         return row(fault, runs, lost=lost, duplicated=dup, recovery_s=worst_detect, passed=ok_all,
-                   detail="; ".join(details) + " (recovery_s = time to detect the dead link; keepalive 15 s x 3)")
+                   detail="; ".join(details) + " (recovery_s = time to detect the dead link; keepalive every 15 s, 2 unanswered)")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

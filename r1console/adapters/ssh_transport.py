@@ -7,7 +7,8 @@
   config's UserKnownHostsFile, else ``~/.ssh/known_hosts``). An unknown or changed key is a
   refusal with a clear message; ``UserKnownHostsFile none`` is refused rather than obeyed.
 * Password and keyboard-interactive (two-factor) prompts go to a ``PromptCallback``.
-* Keepalives detect a dead link; after a drop the next command reconnects (callers that
+* Keepalives (every 15 s; 2 unanswered = dead, so a silent link is noticed within 45 s)
+  detect a dead link; after a drop the next command reconnects (callers that
   stream use ``transport._reconnect_with_backoff``).
 * Remote commands: ``shlex.quote`` of every argv element; SLURM and everything else run under
   ``timeout -k 5 T`` on the cluster so a hung command (slurmctld stopped) dies there too.
@@ -100,7 +101,7 @@ class _Client(asyncssh.SSHClient):
 
 class SSHTransport(Transport):
     def __init__(self, spec: ClusterSpec, prompt: PromptCallback | None = None, *,
-                 keepalive_interval: float = 15.0, keepalive_count_max: int = 3,
+                 keepalive_interval: float = 15.0, keepalive_count_max: int = 2,
                  connect_timeout: float = 20.0) -> None:
         super().__init__()
         self.spec = spec
