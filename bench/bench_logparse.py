@@ -19,7 +19,6 @@ Run: python bench/bench_logparse.py [--big-gb 2] [--tmp DIR]   (about 1-2 minute
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess

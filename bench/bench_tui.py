@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import os
-import statistics
 import sys
 import time
 

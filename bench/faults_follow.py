@@ -195,14 +195,14 @@ async def ssh_blackhole(runs: int, hole_s: float = 90.0) -> dict:
                         grow.cancel()
                         await asyncio.gather(tick, return_exceptions=True)
                         await reader.close()
-            l, du = diff_bytes(b"".join(reader.gens), path.read_bytes())
-            lost += l
+            gone, du = diff_bytes(b"".join(reader.gens), path.read_bytes())
+            lost += gone
             dup += du
             lags.sort()
             p99 = lags[int(len(lags) * 0.99)] if lags else 0.0
             worst_detect = max(worst_detect, detect_s if detected else float("inf"))
             worst_lag = max(worst_lag, p99)
-            ok = detected and detect_s <= 60 and back and l == 0 and du == 0 and p99 < 0.1
+            ok = detected and detect_s <= 60 and back and gone == 0 and du == 0 and p99 < 0.1
             ok_all &= ok
             details.append(f"run {run_no + 1}: loss detected after {detect_s:.1f} s, resumed {resume_s:.1f} s "
                            f"after the hole, loop lag p99 {p99 * 1000:.1f} ms")

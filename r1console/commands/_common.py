@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from r1console.core.errors import R1Error
-
 from r1console.core.userconfig import UserConfig, load_user_config
 
 

@@ -6,8 +6,8 @@ import argparse
 from datetime import datetime, timedelta
 
 from r1console.adapters import deployments
-from r1console.commands._jobs import add_cluster_flags, clean_errors, emit, job_dict, job_table, slurm_session
 from r1console.commands._common import user_config
+from r1console.commands._jobs import add_cluster_flags, clean_errors, emit, job_dict, job_table, slurm_session
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,8 +6,16 @@ import argparse
 
 from r1console.adapters import deployment_status, deployments
 from r1console.adapters.slurm_client import SlurmClient, remember_batch_host
-from r1console.commands._jobs import add_cluster_flags, clean_errors, emit, job_dict, job_table, resolve_cluster, \
-    slurm_session, stderr
+from r1console.commands._jobs import (
+    add_cluster_flags,
+    clean_errors,
+    emit,
+    job_dict,
+    job_table,
+    resolve_cluster,
+    slurm_session,
+    stderr,
+)
 from r1console.core import deployment_stage
 from r1console.core.errors import EXIT_DEPLOYMENT_FAILED, EXIT_OK
 from r1console.core.slurm_parse import format_duration

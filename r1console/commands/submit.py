@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from r1console.adapters.slurm_client import load_profile_for_cluster
 from r1console.commands._common import add_set_flag, user_config, warn
 from r1console.commands._jobs import add_cluster_flags, clean_errors, emit, slurm_session
-from r1console.adapters.slurm_client import load_profile_for_cluster
 
 
 def register(sub: argparse._SubParsersAction) -> None:

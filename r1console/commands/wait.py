@@ -21,8 +21,15 @@ import time
 
 from r1console.adapters.reach import open_server
 from r1console.adapters.slurm_client import JobStateError, SlurmClient, is_transient, remember_batch_host
-from r1console.commands._jobs import add_cluster_flags, clean_errors, emit, job_dict, resolve_cluster, \
-    slurm_session, stderr
+from r1console.commands._jobs import (
+    add_cluster_flags,
+    clean_errors,
+    emit,
+    job_dict,
+    resolve_cluster,
+    slurm_session,
+    stderr,
+)
 from r1console.core.api_errors import ServerUnreachable
 from r1console.core.errors import EXIT_CLUSTER, R1Error
 from r1console.core.slurm_parse import JobInfo

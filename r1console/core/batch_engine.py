@@ -70,7 +70,6 @@ from r1console.core.batch_journal import RequestRecord
 from r1console.core.stats import EMPTY, Histogram, Summary, summarize, throughput
 from r1console.core.streaming import ChatResult
 
-
 # -- errors and retries ----------------------------------------------------------------------------
 
 FREE_UNREACHABLE = 3   # "unreachable" sends of one item, while the server looks up, that cost no attempt
@@ -723,9 +722,9 @@ class BatchEngine:
         if fut.cancelled():
             self._recorded.discard(rec.id)
             self._write_failed(RuntimeError("a journal write was cancelled"))
-        elif fut.exception() is not None:
+        elif (err := fut.exception()) is not None:
             self._recorded.discard(rec.id)             # not on disk: --resume redoes it
-            self._write_failed(fut.exception())
+            self._write_failed(err)
         else:
             self._count(rec, itl_gaps)
         self._poke()

@@ -439,10 +439,10 @@ def _describe_input(value: Any) -> str:
 def _leaf_paths(root: type[BaseModel], key: str, prefix: tuple[str, ...] = (), depth: int = 2) -> list[str]:
     """Dotted paths of every field named ``key`` in ``root``'s sections (e.g. `nodes` -> `slurm.nodes`)."""
     found = []
-    for name, field in root.model_fields.items():
+    for name, info in root.model_fields.items():
         if name == key and prefix:
             found.append(".".join((*prefix, name)))
-        annotation = field.annotation
+        annotation = info.annotation
         if depth > 0 and isinstance(annotation, type) and issubclass(annotation, BaseModel):
             found += _leaf_paths(annotation, key, (*prefix, name), depth - 1)
     return found

@@ -73,7 +73,7 @@ def _assign(name: str, value: str | int | None) -> str:
 
 def _assign_path(name: str, value: str | None) -> str:
     """Like _assign, but ``~`` / ``~/rest`` becomes the cluster's ``"$HOME"/rest`` (expanded when the job runs)."""
-    if value == "~" or (value or "").startswith("~/"):
+    if value is not None and (value == "~" or value.startswith("~/")):
         rest = value[2:]
         return f'{name}="$HOME"' + (f"/{shlex.quote(rest)}" if rest else "")
     return _assign(name, value)

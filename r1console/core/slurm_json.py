@@ -123,11 +123,11 @@ def job_from_accounting(job: dict) -> JobInfo:
     if not isinstance(state_obj, dict):
         raise SlurmParseError(f"job {_clip(str(job.get('job_id')), 40)}: 'state' is not an object")
     state, flags = _state_from_json(state_obj.get("current"))
-    times = job.get("time") if isinstance(job.get("time"), dict) else {}
+    times: dict = job["time"] if isinstance(job.get("time"), dict) else {}
     start, end = _num(times.get("start")), _num(times.get("end"))
     elapsed = _num(times.get("elapsed"))
     limit = _num(times.get("limit"))
-    array = job.get("array") if isinstance(job.get("array"), dict) else {}
+    array: dict = job["array"] if isinstance(job.get("array"), dict) else {}
     job_id = str(_num(job.get("job_id")) or _str(job.get("job_id")))
     array_job, array_task = _num(array.get("job_id")), _num(array.get("task_id"))
     if array_job and array_task is not None:  # the task whose id is the array's own shows as <id>_<task> too

@@ -28,11 +28,11 @@ from datetime import datetime, timezone
 from itertools import product
 
 from r1console.core.errors import R1Error
+from r1console.core.fmt import slurm_duration
+from r1console.core.slurm_filenames import expand_filename
 from r1console.core.slurm_states import ACTIVE_STATES, FINISHED_STATES, PENDING_STATES, normalize_state
 from r1console.core.slurm_states import BASE_STATES as _BASE_STATES
 from r1console.core.textnum import is_ascii_int
-from r1console.core.fmt import slurm_duration
-from r1console.core.slurm_filenames import expand_filename
 
 # ---- states (r1console/core/slurm_states.py) ------------------------------------------------------
 

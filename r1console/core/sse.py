@@ -30,8 +30,8 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 
-from r1console.core.textnum import is_ascii_int
 from r1console.core.api_errors import ProtocolError
+from r1console.core.textnum import is_ascii_int
 
 DONE = "[DONE]"
 MAX_LINE = 1 << 20

@@ -42,8 +42,16 @@ from typing import Any, TextIO
 
 from r1console.core.exposure import IDENTITY_PATH, OPEN_PATHS, identity_proof
 from r1console.demo.sim_engine import (
-    ANSWER, DEFAULT_KV_CACHE_TOKENS, EOS, FINISHED, REASONING, THINK_END, EngineConfig, LengthModel,
-    SimEngine, SimRequest,
+    ANSWER,
+    DEFAULT_KV_CACHE_TOKENS,
+    EOS,
+    FINISHED,
+    REASONING,
+    THINK_END,
+    EngineConfig,
+    LengthModel,
+    SimEngine,
+    SimRequest,
 )
 from r1console.demo.sim_logs import VllmLogFormat, access_line, ready_log_lines, stats_line
 from r1console.demo.sim_text import ReplyText, count_tokens

@@ -22,7 +22,6 @@ from pathlib import Path
 import aiohttp
 import psutil
 import pytest
-
 from cdp import find_chromium, headless_chromium, open_page
 
 pytestmark = pytest.mark.skipif(find_chromium() is None and not os.environ.get("CI"),

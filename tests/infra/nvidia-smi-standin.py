@@ -221,7 +221,7 @@ def select_ids(gpus: list[int], ids: str | None) -> list[int]:
     for item in ids.split(","):
         item = item.strip()
         if not item.isdigit() or int(item) not in gpus:
-            die(f"No devices were found\n", 6)  # what nvidia-smi -i <unknown> prints
+            die("No devices were found\n", 6)  # what nvidia-smi -i <unknown> prints
         wanted.append(int(item))
     return wanted
 

@@ -13,7 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import faults_batch  # noqa: E402
 
-
 CHEAP = [row for row in faults_batch.ROWS if row.cheap]
 
 

@@ -246,7 +246,7 @@ def test_render_does_not_bake_the_local_home_into_the_script(tmp_path):
 
 def test_rich_is_declared_and_the_licence_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    names = {re.split(r"[<>=!~\[ ]", dep, 1)[0].lower() for dep in project["dependencies"]}
+    names = {re.split(r"[<>=!~\[ ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
     assert {"rich", "textual", "textual-serve", "shtab"} <= names
     licence = (REPO / "LICENSE").read_text()
     assert project["license"] == {"text": "Apache-2.0"}

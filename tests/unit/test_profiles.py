@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from r1console.core import paths
 from r1console.core.errors import ConfigError
 from r1console.core.profiles import list_profiles, load_profile
-from r1console.core import paths
 
 SHIPPED = ["h100x16", "h200x8", "h200x8-current", "tiny-cpu", "tiny-cpu-2node", "tiny-cpu-2node-mp"]
 

@@ -11,7 +11,14 @@ import pytest
 
 from r1console.core import logparse as lp
 from r1console.demo.sim_logs import (
-    CYAN, StartupSpec, VllmLogFormat, access_line, ready_log_lines, shard_bar, startup_log_lines, stats_line,
+    CYAN,
+    StartupSpec,
+    VllmLogFormat,
+    access_line,
+    ready_log_lines,
+    shard_bar,
+    startup_log_lines,
+    stats_line,
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "vllm-0.32"

@@ -46,7 +46,8 @@ def test_which_sbatch_failures_leave_the_outcome_open():
 
 def test_never_created_only_after_the_munge_ttl():
     now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-    stamp = lambda s: (now - timedelta(seconds=s)).isoformat().replace("+00:00", "Z")
+    def stamp(s):
+        return (now - timedelta(seconds=s)).isoformat().replace("+00:00", "Z")
     assert not sr.never_created(stamp(30), now=now)
     assert sr.never_created(stamp(sr.STALE_AFTER_S + 1), now=now)
     assert not sr.never_created("garbage", now=now)

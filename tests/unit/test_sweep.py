@@ -12,6 +12,7 @@ from r1console.commands.sweep import render_plot
 from r1console.core.batch_engine import BatchEngine, EngineState, RetryPolicy
 from r1console.core.batch_input import BatchItem
 from r1console.core.errors import R1Error
+from r1console.core.streaming import StreamAccumulator
 from r1console.core.sweep import (
     CSV_COLUMNS,
     SEED_H100X16,
@@ -24,7 +25,6 @@ from r1console.core.sweep import (
     sweep_csv,
     table_rows,
 )
-from r1console.core.streaming import StreamAccumulator
 
 
 def test_parse_levels():

@@ -176,8 +176,8 @@ def _ray_marker(name: str, values: dict[str, str], base: dict) -> Event | None:
             return RayWaiting(**base, nodes=int(nodes.group(1)), nodes_total=int(nodes.group(2)),
                               gpus=int(gpus.group(1)) if gpus else None, gpus_total=int(gpus.group(2)) if gpus else None)
     elif name == "ray_ready" and is_ascii_int(values.get("nodes", "")):
-        gpus = values.get("gpus", "")
-        return RayReady(**base, nodes=int(values["nodes"]), gpus=int(gpus) if is_ascii_int(gpus) else None)
+        gpu_text = values.get("gpus", "")
+        return RayReady(**base, nodes=int(values["nodes"]), gpus=int(gpu_text) if is_ascii_int(gpu_text) else None)
     return None
 
 

@@ -25,7 +25,6 @@ from r1console.tui.messages import BatchEnded, BatchProgressed
 from r1console.tui.screens.chat import ServerOpener
 
 
-
 def _ms(summary, q: float) -> str:
     try:
         value = summary.p(q)
