@@ -1,0 +1,130 @@
+"""`r1console serve` on the simulated cluster: the openai SDK through the endpoint, a batch over
+two replicas with one cancelled mid-run, and a relay past a short time limit.
+
+Everything real except the cluster: the demo's SimCluster (squeue/sbatch/scancel output as SLURM
+prints it) and one in-process simulated vLLM server per job; the endpoint is the aiohttp proxy
+and the controller that `r1console serve` and `batch --deployment` run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+from r1console.adapters.batch_runner import BatchPlan, run_batch
+from r1console.adapters.deployment_groups import Group
+from r1console.adapters.serve_controller import serving
+from r1console.adapters.slurm_client import load_profile_for_cluster
+from r1console.core.batch_engine import RetryPolicy
+from r1console.core.batch_input import load_batch_input
+from r1console.core.batch_journal import read_journal
+from r1console.demo.cluster import open_demo_session
+
+TIME_SCALE = 0.01          # wall seconds per simulated second
+KEY = "local-test-key"
+
+
+@pytest.fixture
+async def demo(tmp_path, monkeypatch):
+    monkeypatch.setenv("R1CONSOLE_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.setenv("R1CONSOLE_STATE_DIR", str(tmp_path / "state"))
+    session = await open_demo_session(tmp_path / "demo", time_scale=TIME_SCALE, load_seconds=40.0, nodes=6,
+                                      pending_priority_s=1.0, pending_resources_s=1.0, isolate_records=False)
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+async def submit_group(session, name: str, n: int, *, overrides=(), relay=None) -> Group:
+    loaded = load_profile_for_cluster("h200x8", session.spec, overrides=list(overrides))
+    group = Group(name=name, cluster=session.spec.name, profile="h200x8", profile_ref=str(loaded.source),
+                  overrides=list(overrides), replicas=n, relay=relay)
+    for _ in range(n):
+        dep = await session.submit(loaded)
+        group.jobs.append(dep.job_id)
+    return group
+
+
+async def until(predicate, timeout: float, what: str, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        await asyncio.sleep(step)
+
+
+async def test_openai_sdk_streams_from_both_replicas(demo):
+    group = await submit_group(demo, "two", 2)
+    async with serving(demo.transport, demo.spec, group=group, api_key=KEY, poll_s=0.1, log=lambda _m: None,
+                       wait_ready_s=60) as (proxy, ctl):
+        await until(lambda: len(proxy.replicas.ready()) == 2, 60, "both replicas ready")
+        client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+        models = await client.models.list()
+        assert len(models.data) == 1 and models.data[0].id == group_model(demo, group)
+
+        async def ask(i: int) -> tuple[int, str]:
+            stream = await client.chat.completions.create(
+                model=models.data[0].id, messages=[{"role": "user", "content": f"question {i}"}],
+                stream=True, max_tokens=40)
+            chunks, text = 0, []
+            async for chunk in stream:
+                chunks += 1
+                if chunk.choices and chunk.choices[0].delta.content:
+                    text.append(chunk.choices[0].delta.content)
+            return chunks, "".join(text)
+
+        results = await asyncio.gather(*(ask(i) for i in range(8)))
+        assert all(chunks > 5 for chunks, _ in results), results
+        served = {job: demo.cluster.server(job).state()["completed"] for job in group.jobs}
+        assert all(n >= 2 for n in served.values()), served      # least-outstanding spreads them
+        assert sum(served.values()) == 8
+        wrong = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            await wrong.models.list()
+        await wrong.close()
+        await client.close()
+
+
+async def test_batch_over_two_replicas_one_cancelled(demo, tmp_path):
+    group = await submit_group(demo, "batch2", 2)
+    prompts = tmp_path / "in.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"prompt number {i}"}) + "\n"
+                               for i in range(300)), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    plan = BatchPlan(batch=load_batch_input(str(prompts)), output=out, output_format="openai", concurrency=16,
+                     resume=False, max_tokens=60, model=None, policy=RetryPolicy(max_attempts=8, give_up_after=60),
+                     stream_timeout=30)
+    async with serving(demo.transport, demo.spec, group=group, api_key=KEY, poll_s=0.1, log=lambda _m: None,
+                       wait_ready_s=60) as (proxy, ctl):
+        await until(lambda: len(proxy.replicas.ready()) == 2, 60, "both replicas ready")
+        victim = group.jobs[0]
+
+        async def cancel_midway() -> int:
+            await until(lambda: demo.cluster.server(victim).state()["completed"] >= 40, 60, "40 answers")
+            done_before = demo.cluster.server(victim).state()["completed"]
+            await demo.slurm.cancel(victim, confirm_timeout=10)
+            return done_before
+
+        canceller = asyncio.create_task(cancel_midway())
+        outcome = await asyncio.wait_for(run_batch(plan, proxy.url, KEY), timeout=120)
+        done_before = await canceller
+    assert outcome.finished and not outcome.failed_ids
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    ids = [r["custom_id"] for r in rows]
+    assert len(ids) == 300 and len(set(ids)) == 300
+    journal = [r for r in read_journal(out.with_name(out.name + ".journal.jsonl")).records if r.ok]
+    assert sorted(r.id for r in journal) == sorted(ids)        # each prompt recorded exactly once
+    survivor = demo.cluster.server(group.jobs[1]).state()["completed"]
+    assert done_before >= 40 and survivor >= 300 - done_before - 16   # the rest went to the survivor
+
+
+def group_model(session, group: Group) -> str:
+    """The model id every replica serves (the sim server's own /v1/models name)."""
+    names = {session.cluster.server(job).served_model_name for job in group.jobs}
+    assert len(names) == 1
+    return names.pop()
