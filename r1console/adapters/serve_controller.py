@@ -36,7 +36,7 @@ from r1console.core.prometheus import REQUEST_SUCCESS, RUNNING, WAITING, parse_m
 from r1console.core.relay import CANCEL, GIVE_UP, PROMOTE, RESUBMIT, SUBMIT, JobView, RelayChain, RelayPolicy, \
     format_span
 from r1console.core.replicas import DOWN, DRAINING, UP, Replica, ReplicaSet
-from r1console.core.slurm_parse import JobInfo
+from r1console.core.slurm_parse import JobInfo, parse_duration
 from r1console.core.usage import TokenLedger
 from r1console.core.userconfig import ClusterSpec
 
@@ -77,6 +77,7 @@ class ServeController:
         self._last_requests: dict[str, float] = {}
         self._in_flight: dict[str, float] = {}
         self._announced: dict[str, bool] = {}
+        self._left: dict[str, float] = {}
         self.ledger = TokenLedger.from_dict(group.tokens if group else None)
         self.chains: list[RelayChain] = []
         self.idle: IdleWatch | None = None
@@ -150,6 +151,7 @@ class ServeController:
         if self.proxy is not None:
             self.proxy.replicas_changed()
         if self.chains:
+            self._left = await self._time_left([j for j, i in infos.items() if i.is_running])
             await self._relay(now, infos)
         if self.idle is not None and not self.stopped:
             await self._idle(now)
@@ -219,11 +221,25 @@ class ServeController:
         rep = self.replicas.get(job)
         if info is None:
             return JobView(job, "GONE")
-        remaining = None
-        if info.time_limit is not None and info.time_used is not None:
+        remaining = self._left.get(job)
+        if remaining is None and info.time_limit is not None and info.time_used is not None:
             remaining = float(info.time_limit - info.time_used)
         return JobView(job, info.state, ready=rep is not None and rep.state in (UP, DRAINING),
                        remaining_s=remaining, outstanding=rep.outstanding if rep else 0)
+
+    async def _time_left(self, jobs: list[str]) -> dict[str, float]:
+        """squeue's own time left (%L: its end time minus now) of running jobs."""
+        if not jobs:
+            return {}
+        result = await self.client._run(["squeue", "-h", "-j", ",".join(jobs), "-o", "%i|%L"])
+        left: dict[str, float] = {}
+        if result.ok:
+            for line in result.stdout.splitlines():
+                job, _, text = line.strip().partition("|")
+                seconds = parse_duration(text.strip())
+                if job and seconds is not None:
+                    left[job] = float(seconds)
+        return left
 
     async def _relay(self, now: float, infos: dict[str, JobInfo]) -> None:
         assert self.group is not None

@@ -128,3 +128,47 @@ def group_model(session, group: Group) -> str:
     names = {session.cluster.server(job).served_model_name for job in group.jobs}
     assert len(names) == 1
     return names.pop()
+
+
+async def test_relay_hands_over_with_no_failed_request(demo):
+    # a 10-minute limit (6 wall seconds); the successor is submitted 5 minutes before the end
+    group = await submit_group(demo, "relay", 1, overrides=["slurm.time=00:10:00"],
+                               relay={"lead_time_s": 300.0, "max_restarts": 2, "restart_backoff_s": 1.0})
+    first = group.jobs[0]
+    stats = {"ok": 0, "failed": 0}
+    log: list[str] = []
+    async with serving(demo.transport, demo.spec, group=group, api_key=KEY, poll_s=0.1,
+                       log=lambda m: log.append(f"{time.monotonic():.2f} {m}"), wait_ready_s=60, wait_for_replica_s=30) as (proxy, ctl):
+        client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+        model = group_model(demo, group)
+        stop = asyncio.Event()
+
+        async def user(i: int) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    stream = await client.chat.completions.create(
+                        model=model, messages=[{"role": "user", "content": f"user {i} question {n}"}],
+                        stream=True, max_tokens=30)
+                    async for _chunk in stream:
+                        pass
+                    stats["ok"] += 1
+                except openai.OpenAIError:
+                    stats["failed"] += 1
+
+        users = [asyncio.create_task(user(i)) for i in range(4)]
+        await until(lambda: len(group.jobs) == 2, 30, "the successor submitted")
+        await until(lambda: ctl.chains[0].current == group.jobs[1], 30, "the endpoint moved to the successor")
+        await until(lambda: first not in ctl.replicas, 30, "the old job drained and cancelled")
+        served_by_first = demo.cluster.server(first).state()["completed"] if demo.cluster.server(first) else None
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*users)
+        await client.close()
+    assert stats["failed"] == 0 and stats["ok"] > 20, stats
+    info = await demo.job_state(first)
+    print("\n".join(log))
+    assert info.state == "CANCELLED", info          # cancelled by the relay, before its time ran out
+    assert any("endpoint moved" in text for _t, text in group.events) or ctl.chains[0].events
+    assert served_by_first is None or served_by_first > 0
