@@ -12,7 +12,8 @@
   request that has not streamed a byte back yet can move: a refused connection, a connection cut
   before the first byte, or a 5xx while another replica is untried sends it to the next replica.
   The response (status, headers, every byte of an SSE stream) is passed through untouched, with
-  the response headers held back until the first body bytes arrive. A replica that dies after
+  the response headers held back until the first body bytes arrive (a non-streaming answer with a
+  Content-Length is read whole first, so it can still move if the replica dies half-way). A replica that dies after
   bytes went out cuts that one client connection (the client's own retry applies).
 * ``/v1/models``: the union of the ready replicas' model lists. ``/health``: 200 while a replica
   takes requests, else 503. ``/metrics``: every replica's Prometheus text merged
@@ -250,7 +251,9 @@ class ServeProxy:
                         last_error = f"replica {rep.name} answered {upstream.status}"
                         self.requests_moved += 1
                         continue
-                    first = await upstream.content.readany()
+                    whole = upstream.headers.get("Content-Length") is not None \
+                        and "text/event-stream" not in upstream.headers.get("Content-Type", "")
+                    first = await (upstream.read() if whole else upstream.content.readany())
                 except _UPSTREAM_ERRORS as err:
                     # nothing went to the client yet: the request moves to another replica
                     last_error = f"replica {rep.name}: {type(err).__name__}: {err}"
@@ -258,12 +261,16 @@ class ServeProxy:
                     self.replicas_changed()
                     self.requests_moved += 1
                     continue
+                if whole:
+                    # a complete (non-streaming) answer: one write, and it could still move above
+                    headers = [(k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP]
+                    ok = upstream.status < 500
+                    return web.Response(body=first, status=upstream.status, reason=upstream.reason,
+                                        headers=headers)
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
                 for key, value in upstream.headers.items():
                     if key.lower() not in HOP_BY_HOP:
                         response.headers.add(key, value)
-                if "Content-Length" in upstream.headers and "Content-Encoding" not in upstream.headers:
-                    response.content_length = int(upstream.headers["Content-Length"])
                 await response.prepare(request)
                 chunk = first
                 while chunk:
