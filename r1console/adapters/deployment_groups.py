@@ -36,6 +36,7 @@ class Group:
     overrides: list[str] = field(default_factory=list)
     workdir: str | None = None
     replicas: int = 1
+    gpus_per_job: int = 0             # nodes x gpus_per_node of the profile (GPU-hours when SLURM omits them)
     relay: dict | None = None         # {"lead_time_s", "max_restarts", "restart_backoff_s"}
     idle_stop_s: float | None = None
     jobs: list[str] = field(default_factory=list)        # every job, in submit order

@@ -83,6 +83,7 @@ def new_group(args: argparse.Namespace, spec, loaded, replicas: int):
             name = f"{profile.name}-{n}"
     return Group(name=name, cluster=spec.name or spec.host, profile=profile.name, profile_ref=str(loaded.source),
                  overrides=list(args.overrides), workdir=args.workdir, replicas=replicas,
+                 gpus_per_job=profile.total_gpus,
                  relay=profile.relay.policy_dict() if profile.relay else None, idle_stop_s=profile.idle_stop,
                  created_at=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"))
 

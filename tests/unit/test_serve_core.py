@@ -210,3 +210,20 @@ def test_merge_sums_counters_and_averages_fractions():
     text = merge_metrics([A, B])
     assert text.count("# TYPE vllm:e2e_request_latency_seconds histogram") == 1
     assert merge_metrics([]) == ""
+
+
+# ---- the jobs screen groups a deployment's jobs ----------------------------------------------
+
+def test_jobs_screen_groups_a_deployments_jobs(tmp_path, monkeypatch):
+    from r1console.adapters.deployment_groups import Group, save
+    from r1console.core.slurm_parse import JobInfo
+    from r1console.tui.screens.jobs import group_jobs
+
+    monkeypatch.setenv("R1CONSOLE_STATE_DIR", str(tmp_path))
+    jobs = [JobInfo(j) for j in ("10", "11", "12", "13")]
+    assert group_jobs(jobs) == (jobs, {})
+    save(Group(name="team", cluster="c", profile="p", jobs=["10", "13"], tokens={"generation": {"10": 42}},
+               relay={"lead_time_s": 60.0, "max_restarts": 1, "restart_backoff_s": 1.0}))
+    order, named = group_jobs(jobs)
+    assert [j.job_id for j in order] == ["10", "13", "11", "12"]
+    assert named == {"10": "team · 42 tok · relay", "13": "team · 42 tok · relay"}
