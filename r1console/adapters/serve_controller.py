@@ -287,6 +287,10 @@ class ServeController:
     # ---- idle stop -----------------------------------------------------------------------
     async def _idle(self, now: float) -> None:
         assert self.idle is not None and self.group is not None
+        if not self.replicas.ready():
+            # loading (or every replica down): nobody could use it, so the idle clock waits
+            self.idle.last_used = None
+            return
         counter = sum(self._last_requests.values()) + (self.proxy.requests_total if self.proxy else 0)
         in_flight = sum(self._in_flight.values()) + self.replicas.outstanding
         verdict = self.idle.observe(now, counter, in_flight)

@@ -172,3 +172,27 @@ async def test_relay_hands_over_with_no_failed_request(demo):
     assert info.state == "CANCELLED", info          # cancelled by the relay, before its time ran out
     assert any("endpoint moved" in text for _t, text in group.events) or ctl.chains[0].events
     assert served_by_first is None or served_by_first > 0
+
+
+async def test_idle_stop_warns_then_cancels_an_unused_deployment(demo):
+    group = await submit_group(demo, "idle", 1)
+    group.idle_stop_s = 2.0                      # wall seconds here; `idle_stop: 2h` in a profile
+    log: list[str] = []
+    async with serving(demo.transport, demo.spec, group=group, api_key=KEY, poll_s=0.1, log=log.append,
+                       wait_ready_s=60) as (proxy, ctl):
+        client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+        for i in range(3):                       # used: the clock restarts at each request
+            if i:
+                await asyncio.sleep(0.6)         # under the warning point (1 s idle)
+            await client.chat.completions.create(model=group_model(demo, group), max_tokens=5,
+                                                 messages=[{"role": "user", "content": "hi"}])
+            used_until = time.monotonic()
+            assert not ctl.stopped
+        await until(lambda: ctl.stopped, 10, "the idle stop")
+        idle_for = time.monotonic() - used_until
+        await client.close()
+    warnings = [m for m in log if m.startswith("warning:") and "unused" in m]
+    assert len(warnings) == 1 and any("idle_stop" in m for m in log), log
+    assert 1.9 <= idle_for < 4.0
+    assert group.stopped == "idle_stop"
+    assert (await demo.job_state(group.jobs[0])).state == "CANCELLED"
