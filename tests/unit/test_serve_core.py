@@ -227,3 +227,18 @@ def test_jobs_screen_groups_a_deployments_jobs(tmp_path, monkeypatch):
     order, named = group_jobs(jobs)
     assert [j.job_id for j in order] == ["10", "13", "11", "12"]
     assert named == {"10": "team · 42 tok · relay", "13": "team · 42 tok · relay"}
+
+
+def test_local_endpoint_key_is_private(tmp_path, monkeypatch):
+    import os
+
+    from r1console.adapters.deployment_groups import key_file, local_key
+    from r1console.core.errors import R1Error
+
+    monkeypatch.setenv("R1CONSOLE_CONFIG", str(tmp_path / "cfg" / "config.yaml"))
+    key = local_key()
+    assert key == local_key() and len(key) > 40                 # made once, then reused
+    assert os.stat(key_file()).st_mode & 0o777 == 0o600
+    os.chmod(key_file(), 0o644)
+    with pytest.raises(R1Error, match="readable by others"):
+        local_key()
