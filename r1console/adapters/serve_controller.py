@@ -130,7 +130,8 @@ class ServeController:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.health_timeout_s))
         now = self.clock()
         ids = self.job_ids()
-        infos = {j.job_id: j for j in await self.client.queue(ids)} if ids else {}
+        # the user's whole queue, filtered here: `squeue -j` fails for every id once one is purged
+        infos = {j.job_id: j for j in await self.client.queue() if j.job_id in ids} if ids else {}
         self.infos.update(infos)
         for job in ids:
             info = infos.get(job)

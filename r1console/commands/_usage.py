@@ -56,7 +56,10 @@ async def deployment_usage(client, jobs: list[JobInfo]) -> tuple[list[dict], dic
 def usage_table(rows: list[dict]) -> str:
     table = [("DEPLOYMENT", "JOBS", "ACTIVE", "GPU-HOURS", "TOKENS", "NOTE")]
     for r in rows:
-        note = r["stopped"] or ("relay" if r["relay"] else "")
+        # the chain of a relay: every job in submit order, the newest last
+        note = r["stopped"] or (("relay " + " → ".join(r["jobs"][-4:])) if r["relay"] else "")
+        if r["last_event"] and not r["stopped"]:
+            note = f"{note}  ({r['last_event'][:60]})" if note else r["last_event"][:60]
         table.append((r["deployment_name"], str(len(r["jobs"])), str(len(r["active_jobs"])),
                       f"{r['gpu_hours']:.2f}", str(r["tokens_served"]), note))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]

@@ -31,7 +31,7 @@ import pytest
 pytestmark = [pytest.mark.slurm, pytest.mark.vllm]
 REPO = Path(__file__).resolve().parents[2]
 NAME = "serve-e2e"
-READY_TIMEOUT_S = 300
+READY_TIMEOUT_S = float(os.environ.get("R1C_SERVE_READY_S", "300"))  # both jobs queued + loaded
 ENDED = ("CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "NODE_FAIL")
 
 

@@ -242,3 +242,22 @@ def test_local_endpoint_key_is_private(tmp_path, monkeypatch):
     os.chmod(key_file(), 0o644)
     with pytest.raises(R1Error, match="readable by others"):
         local_key()
+
+
+def test_status_usage_rows_and_table():
+    from r1console.adapters.deployment_groups import Group
+    from r1console.commands._usage import usage_rows, usage_table
+    from r1console.core.slurm_parse import JobInfo
+
+    group = Group(name="team", cluster="c", profile="h200x8", jobs=["7", "8"], gpus_per_job=8,
+                  tokens={"generation": {"7": 1000, "8": 500}},
+                  relay={"lead_time_s": 2700.0, "max_restarts": 3, "restart_backoff_s": 60.0})
+    group.note("relay[0]: promote 8 (successor ready, 7 drains)")
+    infos = {"7": JobInfo("7", state="CANCELLED", time_used=3 * 3600),
+             "8": JobInfo("8", state="RUNNING", time_used=1800, gpus=8)}
+    [row] = usage_rows([group], infos)
+    assert row["gpu_hours"] == 28.0 and row["tokens_served"] == 1500 and row["active_jobs"] == ["8"]
+    assert row["per_job"] == {"7": {"gpu_hours": 24.0, "tokens_served": 1000},
+                              "8": {"gpu_hours": 4.0, "tokens_served": 500}}
+    text = usage_table([row])
+    assert "GPU-HOURS" in text and "28.00" in text and "relay 7 → 8" in text and "promote 8" in text
