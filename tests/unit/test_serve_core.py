@@ -261,3 +261,45 @@ def test_status_usage_rows_and_table():
                               "8": {"gpu_hours": 4.0, "tokens_served": 500}}
     text = usage_table([row])
     assert "GPU-HOURS" in text and "28.00" in text and "relay 7 → 8" in text and "promote 8" in text
+
+
+def test_submit_replicas_is_a_loop_around_the_single_submit(tmp_path, monkeypatch, capsys):
+    """`submit --replicas 3 --name team`: three sbatch submits, one named deployment record."""
+    import contextlib
+    import json
+
+    from r1console.adapters import deployment_groups
+    from r1console.adapters.deployments import Deployment
+    from r1console.cli import main
+    from r1console.commands import submit as submit_cmd
+
+    monkeypatch.setenv("R1CONSOLE_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.setenv("R1CONSOLE_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "config.yaml").write_text("clusters: {c1: {ssh_host: c1.example}}\n")
+    submitted = []
+
+    class FakeClient:
+        async def submit(self, loaded, *, workdir=None):
+            job = str(100 + len(submitted))
+            submitted.append(loaded.profile.name)
+            return Deployment(deployment_id=f"d{job}", cluster="c1", job_id=job, profile=loaded.profile.name,
+                              workdir="/w", script_path="/w/s", log_out="/w/o", log_err="/w/e", key_path=None,
+                              port=8000)
+
+    @contextlib.asynccontextmanager
+    async def fake_session(spec, args):
+        yield None, FakeClient()
+
+    monkeypatch.setattr(submit_cmd, "slurm_session", fake_session)
+    assert main(["submit", "tiny-cpu", "--replicas", "3", "--name", "team", "--cluster", "c1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert submitted == ["tiny-cpu"] * 3
+    assert doc["deployment_name"] == "team" and [r["job_id"] for r in doc["replicas"]] == ["100", "101", "102"]
+    group = deployment_groups.load("team")
+    assert group.jobs == ["100", "101", "102"] and group.replicas == 3 and group.relay is None
+    # the name is taken now
+    assert main(["submit", "tiny-cpu", "--replicas", "2", "--name", "team", "--cluster", "c1"]) != 0
+    assert "exists already" in capsys.readouterr().err
+    # one job without a name stays a plain submit (no named deployment)
+    assert main(["submit", "tiny-cpu", "--cluster", "c1", "--json"]) == 0
+    assert "deployment_name" not in json.loads(capsys.readouterr().out)
