@@ -303,3 +303,24 @@ def test_submit_replicas_is_a_loop_around_the_single_submit(tmp_path, monkeypatc
     # one job without a name stays a plain submit (no named deployment)
     assert main(["submit", "tiny-cpu", "--cluster", "c1", "--json"]) == 0
     assert "deployment_name" not in json.loads(capsys.readouterr().out)
+
+
+def test_profile_serving_keys(tmp_path):
+    from r1console.core.errors import R1Error
+    from r1console.core.profiles import load_profile
+
+    good = tmp_path / "svc.yaml"
+    good.write_text("name: svc\nextends: tiny-cpu\nreplicas: 2\n"
+                    "relay: {lead_time: 45m, max_restarts: 5, restart_backoff: 30s}\nidle_stop: 2h\n")
+    profile = load_profile(str(good)).profile
+    assert profile.replicas == 2 and profile.idle_stop == 7200
+    assert profile.relay.policy_dict() == {"lead_time_s": 2700, "max_restarts": 5, "restart_backoff_s": 30}
+    plain = load_profile("tiny-cpu").profile
+    assert plain.replicas == 1 and plain.relay is None and plain.idle_stop is None
+    for body, where in (("replicas: 0\n", "replicas"), ("relay: {lead_time: soon}\n", "relay.lead_time"),
+                        ("relay: {lead_tme: 45m}\n", "lead_tme"), ("idle_stop: 0m\n", "idle_stop")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("name: bad\nextends: tiny-cpu\n" + body)
+        with pytest.raises(R1Error) as err:
+            load_profile(str(bad))
+        assert "bad.yaml:3:" in str(err.value) and where in str(err.value), str(err.value)
