@@ -220,13 +220,14 @@ def test_jobs_screen_groups_a_deployments_jobs(tmp_path, monkeypatch):
     from r1console.tui.screens.jobs import group_jobs
 
     monkeypatch.setenv("R1CONSOLE_STATE_DIR", str(tmp_path))
-    jobs = [JobInfo(j) for j in ("10", "11", "12", "13")]
+    jobs = [JobInfo(j, time_used=1800 if j == "13" else 0) for j in ("10", "11", "12", "13")]
     assert group_jobs(jobs) == (jobs, {})
     save(Group(name="team", cluster="c", profile="p", jobs=["10", "13"], tokens={"generation": {"10": 42}},
+               gpus_per_job=8,
                relay={"lead_time_s": 60.0, "max_restarts": 1, "restart_backoff_s": 1.0}))
     order, named = group_jobs(jobs)
     assert [j.job_id for j in order] == ["10", "13", "11", "12"]
-    assert named == {"10": "team · 42 tok · relay", "13": "team · 42 tok · relay"}
+    assert named == {"10": "team · 4.0 GPU-h · 42 tok · relay", "13": "team · 4.0 GPU-h · 42 tok · relay"}
 
 
 def test_local_endpoint_key_is_private(tmp_path, monkeypatch):

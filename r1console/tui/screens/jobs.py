@@ -21,7 +21,7 @@ REFRESH_S = 10.0
 
 def group_jobs(jobs: list[JobInfo]) -> tuple[list[JobInfo], dict[str, str]]:
     """The jobs with each named deployment's jobs together (where its first job was), and job ->
-    "name (tokens served)" for the profile column (``r1console submit --replicas/--name``, relay)."""
+    "name · GPU-hours · tokens served" for the profile column (``r1console submit --replicas/--name``, relay)."""
     try:
         from r1console.adapters.deployment_groups import load_all
         from r1console.core.usage import TokenLedger
@@ -30,9 +30,14 @@ def group_jobs(jobs: list[JobInfo]) -> tuple[list[JobInfo], dict[str, str]]:
     except (R1Error, OSError):
         return jobs, {}
     label: dict[str, str] = {}
+    held = {j.job_id: j for j in jobs}
     for group in groups:
         tokens = TokenLedger.from_dict(group.tokens).tokens_served
-        text = group.name + (f" · {tokens} tok" if tokens else "") + (" · relay" if group.relay else "")
+        # GPU-hours of the jobs SLURM still lists (`r1console status` adds the ended ones from sacct)
+        gpu_h = sum((held[j].gpus or group.gpus_per_job) * (held[j].time_used or 0) / 3600
+                    for j in group.jobs if j in held)
+        text = group.name + (f" · {gpu_h:.1f} GPU-h" if gpu_h else "") + (f" · {tokens} tok" if tokens else "") \
+            + (" · relay" if group.relay else "")
         for job in group.jobs:
             label[job] = text
     if not label:
