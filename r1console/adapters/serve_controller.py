@@ -176,6 +176,10 @@ class ServeController:
     async def _detach(self, job: str, quiet: bool = False) -> None:
         stack = self._forwards.pop(job, None)
         rep = self.replicas.remove(job)
+        if self.proxy is not None and rep is not None:
+            aborted = self.proxy.abort_replica(job)
+            if aborted and not quiet:
+                self.log(f"job {job}: {aborted} request(s) still in flight on it moved or cut")
         if stack is not None:
             with contextlib.suppress(Exception):
                 await stack.aclose()

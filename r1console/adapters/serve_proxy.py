@@ -42,6 +42,36 @@ RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _UPSTREAM_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
+class _Attempt:
+    """One request on one replica, so the controller can abort it when the replica's job leaves."""
+
+    __slots__ = ("aborted", "upstream")
+
+    def __init__(self) -> None:
+        self.aborted = asyncio.Event()
+        self.upstream: aiohttp.ClientResponse | None = None
+
+    def abort(self) -> None:
+        self.aborted.set()
+        if self.upstream is not None:
+            self.upstream.close()        # a pending read raises ClientPayloadError / ClientConnectionError
+
+    async def guard(self, coro):
+        """Run ``coro`` until it ends or the attempt is aborted (then: ClientConnectionError)."""
+        task = asyncio.ensure_future(coro)
+        waiter = asyncio.ensure_future(self.aborted.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise aiohttp.ClientConnectionError("the replica's job left the endpoint")
+
+
 def _error(status: int, message: str, kind: str) -> web.Response:
     body = {"error": {"message": message, "type": kind, "code": status}}
     return web.json_response(body, status=status)
@@ -69,6 +99,7 @@ class ServeProxy:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._changed = asyncio.Event()
+        self._attempts: dict[str, set[_Attempt]] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------
     @property
@@ -108,6 +139,16 @@ class ServeProxy:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def abort_replica(self, name: str) -> int:
+        """The replica's job left (cancelled, ended): end what it still has in flight at once.
+
+        A dead job's server may never answer nor close (an engine killed under a live HTTP
+        server): requests not streaming yet move to another replica, streams are cut."""
+        attempts = self._attempts.pop(name, set())
+        for attempt in attempts:
+            attempt.abort()
+        return len(attempts)
 
     def replicas_changed(self) -> None:
         """Wake requests waiting for a replica (the controller calls this after changes)."""
@@ -241,19 +282,29 @@ class ServeProxy:
             self.replicas.begin(rep)
             ok = abort = False
             upstream: aiohttp.ClientResponse | None = None
+            attempt = _Attempt()
+            self._attempts.setdefault(rep.name, set()).add(attempt)
             try:
                 try:
-                    upstream = await self._session.request(request.method, rep.url + path, data=body or None,
+                    async def start() -> tuple[aiohttp.ClientResponse, bool, bytes | None]:
+                        resp = await self._session.request(request.method, rep.url + path, data=body or None,
                                                            headers=self._upstream_headers(request, rep),
                                                            allow_redirects=False)
+                        attempt.upstream = resp
+                        whole = resp.headers.get("Content-Length") is not None \
+                            and "text/event-stream" not in resp.headers.get("Content-Type", "")
+                        if resp.status in RETRY_STATUSES:
+                            return resp, whole, None          # maybe moved: read it only if it is not
+                        return resp, whole, await (resp.read() if whole else resp.content.readany())
+
+                    upstream, whole, first = await attempt.guard(start())
                     if upstream.status in RETRY_STATUSES and any(
                             r.name not in tried for r in self.replicas.ready()):
                         last_error = f"replica {rep.name} answered {upstream.status}"
                         self.requests_moved += 1
                         continue
-                    whole = upstream.headers.get("Content-Length") is not None \
-                        and "text/event-stream" not in upstream.headers.get("Content-Type", "")
-                    first = await (upstream.read() if whole else upstream.content.readany())
+                    if first is None:
+                        first = await (upstream.read() if whole else upstream.content.readany())
                 except _UPSTREAM_ERRORS as err:
                     # nothing went to the client yet: the request moves to another replica
                     last_error = f"replica {rep.name}: {type(err).__name__}: {err}"
@@ -294,6 +345,7 @@ class ServeProxy:
                     await response.write_eof()
                 return response
             finally:
+                self._attempts.get(rep.name, set()).discard(attempt)
                 self.replicas.end(rep, ok=ok)
                 if upstream is not None:
                     if ok and not abort:

@@ -111,3 +111,27 @@ async def test_models_metrics_health_aggregated(two):
         assert r.status == 503
     async with http.post(proxy.url + "/v1/chat/completions", json=CHAT, headers=AUTH) as r:
         assert r.status == 503 and "no replica" in (await r.json())["error"]["message"]
+
+
+async def test_a_replica_that_leaves_has_its_hanging_requests_moved(two):
+    """A job's server that never answers nor closes (engine killed, HTTP server alive): when the
+    controller sees the job leave, requests not streaming yet move to another replica."""
+    proxy, sims, rs, http = two
+    sims[0].set_faults(stall_s=30.0)                      # j0 accepts and then says nothing
+    rs.get("j1").last_pick = 10**9                        # j0 is chosen first
+
+    async def ask() -> int:
+        async with http.post(proxy.url + "/v1/chat/completions", json=CHAT, headers=AUTH) as r:
+            await r.read()
+            return r.status
+
+    pending = asyncio.ensure_future(ask())
+    for _ in range(100):
+        if rs.get("j0").outstanding:
+            break
+        await asyncio.sleep(0.01)
+    assert rs.get("j0").outstanding == 1
+    rs.remove("j0")
+    assert proxy.abort_replica("j0") == 1
+    assert await asyncio.wait_for(pending, timeout=5) == 200
+    assert proxy.requests_moved == 1 and sims[1].state()["completed"] == 1
