@@ -67,10 +67,13 @@ def positive_float(text: str) -> float:
 
 # ---- reaching a server --------------------------------------------------------------------------
 
-def add_target_args(parser: argparse.ArgumentParser) -> None:
-    """--job | --url, --cluster, --api-key-file, --model, --timeout: chat, batch and sweep."""
+def add_target_args(parser: argparse.ArgumentParser, *, deployment: bool = False) -> None:
+    """--job | --url (| --deployment), --cluster, --api-key-file, --model, --timeout: chat, batch and sweep."""
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--job", metavar="JOBID", help="the SLURM job serving the model (via the cluster layer)")
+    if deployment:
+        target.add_argument("--deployment", metavar="NAME",
+                            help="a named deployment: spread the requests over all its ready replicas")
     target.add_argument("--url", metavar="URL",
                         help="base URL of any OpenAI-compatible server, e.g. http://127.0.0.1:8000")
     parser.add_argument("--cluster", metavar="NAME", help="cluster of --job (default: the configured default)")

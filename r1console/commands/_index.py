@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {'batch': ('batch', 'send a file of promp
  'plan': ('plan', 'per-GPU memory plan: weights, KV cache tokens, max concurrency, recommended limits'),
  'profiles': ('profiles', 'list, show or check deployment profiles'),
  'render': ('render', 'print the SLURM batch script for a profile'),
+ 'serve': ('serve', "one local OpenAI endpoint for a deployment's replicas (relay, idle stop)"),
  'serve_web': ('serve-web', 'the console in a web browser (127.0.0.1, token in the URL)'),
  'sim_server': ('sim-server', 'run a simulated vLLM server (OpenAI API, metrics, faults) for demos and tests'),
  'status': ('status', 'show your SLURM jobs, or one job in detail'),

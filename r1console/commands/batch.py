@@ -46,9 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", metavar="INPUT", help="input_prompts.json, OpenAI batch .jsonl, or {id, prompt} .jsonl")
     parser.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="where the results go")
-    add_target_args(parser)
+    add_target_args(parser, deployment=True)
     parser.add_argument("--concurrency", type=positive_int, metavar="N",
-                        help="requests in flight (default: the deployment's max_num_seqs)")
+                        help="requests in flight (default: the deployment's max_num_seqs; "
+                             "with --deployment: per replica)")
     parser.add_argument("--max-tokens", type=positive_int, metavar="N",
                         help="most tokens per reply, reasoning included (default: the file's, else the server's)")
     parser.add_argument("--output-format", choices=("seed", "openai"),
@@ -76,6 +77,12 @@ def read_key(path: str | None) -> str | None:
 async def open_target(args: argparse.Namespace):
     """Yield ``(base_url, api_key)`` for ``--url`` or ``--job``."""
     key = read_key(getattr(args, "api_key_file", None))
+    if getattr(args, "deployment", None):
+        from r1console.commands._deployment import open_deployment
+
+        async with open_deployment(args.deployment) as (url, local_key, _proxy):
+            yield url, local_key
+        return
     if args.url:
         yield args.url, key
         return
@@ -104,6 +111,10 @@ def deployment_max_num_seqs(job_id: str | None, cluster: str | None) -> int | No
 
 def resolve_concurrency(args: argparse.Namespace) -> tuple[int, str | None]:
     """``(N, note)``: --concurrency, else the job profile's max_num_seqs, else a fallback."""
+    if getattr(args, "deployment", None):
+        from r1console.commands._deployment import deployment_window
+
+        return deployment_window(args.deployment, args.concurrency)
     if args.concurrency:
         return args.concurrency, None
     n = deployment_max_num_seqs(getattr(args, "job", None), getattr(args, "cluster", None))

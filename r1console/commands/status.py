@@ -48,9 +48,24 @@ async def run(args: argparse.Namespace) -> int:
             records, _ = deployments.load_all(cluster=client.cluster_name)
             deps = {d.job_id: d for d in records}
             stages = await deployment_status.summaries(client, jobs, deps, probe=args.probe)
-            emit(args, [{**job_dict(j, deps.get(j.job_id)), **stages.get(j.job_id, {})} for j in jobs],
-                 lambda: job_table(jobs, deps, {k: deployment_stage.stage_text(v) for k, v in stages.items()})
-                 if jobs else "no jobs")
+            from r1console.commands._usage import deployment_usage, usage_table
+
+            usage, names = await deployment_usage(client, jobs)
+            per_dep = {u["deployment_name"]: u for u in usage}
+            docs = [{**job_dict(j, deps.get(j.job_id)), **stages.get(j.job_id, {})} for j in jobs]
+            for doc in docs:
+                name = names.get(doc["job_id"])
+                # this job's share, and its deployment's totals (None: not part of a named deployment)
+                mine = per_dep[name]["per_job"].get(doc["job_id"], {}) if name else {}
+                doc["deployment_name"] = name
+                doc["gpu_hours"] = mine.get("gpu_hours")
+                doc["tokens_served"] = mine.get("tokens_served")
+                doc["deployment_gpu_hours"] = per_dep[name]["gpu_hours"] if name else None
+                doc["deployment_tokens_served"] = per_dep[name]["tokens_served"] if name else None
+            stage_texts = {k: deployment_stage.stage_text(v) for k, v in stages.items()}
+            emit(args, docs, lambda: "\n\n".join(
+                part for part in (job_table(jobs, deps, stage_texts) if jobs else "no jobs",
+                                  usage_table(usage) if usage else "") if part))
             return EXIT_DEPLOYMENT_FAILED if deployment_status.any_failed(stages) else EXIT_OK
         info = await client.job(args.job_id)
         dep = remember_batch_host(dep, info) or dep

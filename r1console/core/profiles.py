@@ -208,6 +208,34 @@ class RaySpec(_Section):
     head_port: int | None = Field(None, ge=1024, le=65535, description="GCS port; default: a free one in 15000-20000.")
 
 
+def _span_field(value: Any, what: str) -> Any:
+    if value is None:
+        return None
+    from r1console.core.relay import parse_span
+
+    seconds = parse_span(value, what)
+    if seconds <= 0:
+        raise ValueError(f"{what} must be more than 0")
+    return seconds
+
+
+class RelaySpec(_Section):
+    """Keep serving past the walltime: a successor job before this one's end (``r1console serve``)."""
+
+    lead_time: float = Field(45 * 60.0, description="Submit the successor this long before the end, e.g. 45m.")
+    max_restarts: int = Field(3, ge=0, description="Resubmit a failed job at most this many times in a row.")
+    restart_backoff: float = Field(60.0, description="Wait before the first resubmit (doubles each time), e.g. 1m.")
+
+    @field_validator("lead_time", "restart_backoff", mode="before")
+    @classmethod
+    def _span(cls, value: Any, info) -> Any:
+        return _span_field(value, info.field_name)
+
+    def policy_dict(self) -> dict:
+        return {"lead_time_s": self.lead_time, "max_restarts": self.max_restarts,
+                "restart_backoff_s": self.restart_backoff}
+
+
 class Profile(_Section):
     """One deployment."""
 
@@ -221,6 +249,15 @@ class Profile(_Section):
     server: ServerSpec = Field(default_factory=ServerSpec)
     ray: RaySpec = Field(default_factory=RaySpec)
     workdir: str = Field("~/r1console", description="Directory on the cluster for scripts, logs and keys.")
+    replicas: int = Field(1, ge=1, le=64, description="Jobs of one deployment behind one endpoint (submit --replicas).")
+    relay: RelaySpec | None = Field(None, description="Relay past the walltime: {lead_time: 45m, max_restarts, "
+                                    "restart_backoff}.")
+    idle_stop: float | None = Field(None, description="Cancel the deployment after this long unused, e.g. 2h.")
+
+    @field_validator("idle_stop", mode="before")
+    @classmethod
+    def _idle_span(cls, value: Any) -> Any:
+        return _span_field(value, "idle_stop")
 
     @field_validator("name")
     @classmethod

@@ -16,6 +16,42 @@ from r1console.tui.messages import ClusterFailed, JobsRefreshed
 from r1console.tui.widgets.status_bar import ResourceUsage
 
 REFRESH_S = 10.0
+
+
+def group_jobs(jobs: list[JobInfo]) -> tuple[list[JobInfo], dict[str, str]]:
+    """The jobs with each named deployment's jobs together (where its first job was), and job ->
+    "name · GPU-hours · tokens served" for the profile column (``r1console submit --replicas/--name``, relay)."""
+    try:
+        from r1console.adapters.deployment_groups import load_all
+        from r1console.core.usage import TokenLedger
+
+        groups = load_all()
+    except (R1Error, OSError):
+        return jobs, {}
+    label: dict[str, str] = {}
+    held = {j.job_id: j for j in jobs}
+    for group in groups:
+        tokens = TokenLedger.from_dict(group.tokens).tokens_served
+        # GPU-hours of the jobs SLURM still lists (`r1console status` adds the ended ones from sacct)
+        gpu_h = sum((held[j].gpus or group.gpus_per_job) * (held[j].time_used or 0) / 3600
+                    for j in group.jobs if j in held)
+        text = group.name + (f" · {gpu_h:.1f} GPU-h" if gpu_h else "") + (f" · {tokens} tok" if tokens else "") \
+            + (" · relay" if group.relay else "")
+        for job in group.jobs:
+            label[job] = text
+    if not label:
+        return jobs, {}
+    order: list[JobInfo] = []
+    placed: set[str] = set()
+    for job in jobs:
+        if job.job_id in placed:
+            continue
+        name = label.get(job.job_id)
+        mates = [j for j in jobs if name is not None and label.get(j.job_id) == name] or [job]
+        for mate in mates:
+            placed.add(mate.job_id)
+            order.append(mate)
+    return order, label
 _STAGE_FROM_STATE = {"PENDING": "queued", "CONFIGURING": "starting", "RUNNING": "running", "COMPLETED": "ended",
                      "CANCELLED": "cancelled", "TIMEOUT": "failed", "FAILED": "failed", "NODE_FAIL": "failed",
                      "OUT_OF_MEMORY": "failed", "PREEMPTED": "failed", "BOOT_FAIL": "failed"}
@@ -92,10 +128,14 @@ class JobsScreen(JobActions):
     def _fill(self, table: DataTable, jobs: list[JobInfo]) -> None:
         selected = table.cursor_row
         table.clear()
+        jobs, named = group_jobs(jobs)
         for job in jobs:
             dep = self.deployments.get(job.job_id)
             where = job.reason if job.is_pending else (job.nodes or job.reason)
-            table.add_row(job.job_id, job.name, dep.profile if dep else "", job.state, stage_text(job, self.stages),
+            profile = dep.profile if dep else ""
+            if job.job_id in named:
+                profile = f"{profile} ▸ {named[job.job_id]}" if profile else named[job.job_id]
+            table.add_row(job.job_id, job.name, profile, job.state, stage_text(job, self.stages),
                           where, format_duration(job.time_used), format_duration(job.time_limit), key=job.job_id)
         if jobs:
             table.move_cursor(row=min(selected, len(jobs) - 1))
