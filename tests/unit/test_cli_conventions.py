@@ -84,7 +84,7 @@ def test_bash_completion_completes_commands_and_options(tmp_path):
     probe = (f"source {script}\n"
              "complete_words() { COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); COMP_LINE=\"$*\"; "
              "COMP_POINT=${#COMP_LINE}; COMPREPLY=(); _shtab_r1console; echo \"${COMPREPLY[*]}\"; }\n"
-             "complete_words r1console ser\ncomplete_words r1console log-status --js\n"
+             "complete_words r1console serve-\ncomplete_words r1console log-status --js\n"
              "complete_words r1console config i\n")
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30).stdout.splitlines()
     assert out == ["serve-web", "--json", "init"], out

@@ -288,6 +288,9 @@ def test_submit_replicas_is_a_loop_around_the_single_submit(tmp_path, monkeypatc
     submitted = []
 
     class FakeClient:
+        async def reconcile_all(self):  # no earlier submission lost its sbatch answer
+            return []
+
         async def submit(self, loaded, *, workdir=None):
             job = str(100 + len(submitted))
             submitted.append(loaded.profile.name)
