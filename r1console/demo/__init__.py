@@ -5,8 +5,10 @@
 ``vllm/text``      deterministic R1-style reasoning/answer text
 ``vllm/versions``  what a given vLLM version's responses, errors and metrics look like
 ``sim_logs``       vLLM/uvicorn log lines (startup, access, periodic stats) for a version
-``sim_server``     the OpenAI-compatible HTTP server on asyncio streams (`r1console sim-server`)
-``sim_job``        one simulated job: its script read back, its timeline, its GPU memory model
+``sim_server``     the OpenAI-compatible HTTP server on asyncio streams (`r1console sim-server`); its parts
+                   are ``vllm/server`` (routes), ``vllm/api`` (OpenAI bodies), ``vllm/faults``, ``vllm/config``
+``sim_job``        one simulated job: its script read back, its timeline, its GPU memory model; its parts
+                   are in ``slurm/job/`` (script, context, timeline, faults, gpu, hostlist)
 ``sim_cluster``    the simulated SLURM: job table, scheduler, log playback, SLURM command output
 ``transport``      a Transport that answers SLURM commands from the SimCluster, the rest for real
 ``cluster``        ``open_demo_session()``: a ClusterSession over all of it (what `r1console demo` runs)
