@@ -28,6 +28,7 @@ from r1console.adapters.reach import open_server
 from r1console.adapters.slurm_client import JobNotFound, JobStateError, SlurmClient, load_profile_for_cluster
 from r1console.adapters.ssh_transport import SSHTransport
 from r1console.adapters.transport import TransportError, TransportTimeout
+from r1console.core.api_errors import ServerUnreachable
 from r1console.core.errors import EXIT_CLUSTER, RemoteError
 from r1console.core.userconfig import ClusterSpec
 
@@ -398,8 +399,9 @@ async def test_unknown_host_key_and_failed_login_are_refused(env, tmp_path):
 
 async def test_open_server_forwards_to_the_head_node_and_reads_the_key(env):
     port = 20000 + os.getpid() % 5000
-    serve = ['mkdir -p "$R1C_WORKDIR/www" && hostname > "$R1C_WORKDIR/www/whoami"',
-             'exec python3 -m http.server "$R1C_PORT" --bind 0.0.0.0 --directory "$R1C_WORKDIR/www"']
+    env.cluster.write_file(env.workdir / "stand_in.py", STAND_IN_SERVER)
+    # a stand-in server in vllm's place (it proves the job's identity as the auth middleware does)
+    serve = ['vllm() { exec python3 "$R1C_WORKDIR/stand_in.py" "$R1C_PORT" 0; }']
     loaded = load_profile_for_cluster(str(profile(env, "serve", serve)), env.spec,
                                       overrides=[f"server.port={port}"])
     async with SSHTransport(env.spec) as tr:
@@ -408,6 +410,12 @@ async def test_open_server_forwards_to_the_head_node_and_reads_the_key(env):
         env.jobs.append(dep.job_id)
         info, _ = await wait_state(client, dep.job_id, lambda j: j.is_running)
         key = (await tr.read_file(dep.key_path)).decode().strip()
+        for _ in range(100):  # the console checks the job's identity first: wait until the server answers
+            try:
+                async with open_server(dep.job_id, transport=tr):
+                    break
+            except ServerUnreachable:
+                await asyncio.sleep(0.3)
         async with open_server(dep.job_id, transport=tr) as (url, api_key):
             assert url.startswith("http://127.0.0.1:") and api_key == key
             body = None
@@ -416,7 +424,7 @@ async def test_open_server_forwards_to_the_head_node_and_reads_the_key(env):
                     try:
                         response = await http.get("/whoami")
                         if response.status_code == 200:
-                            body = response.text.strip()
+                            body = response.json()["host"]
                             break
                     except httpx.HTTPError:
                         pass
@@ -460,9 +468,10 @@ async def test_history_after_the_job_left_squeue(env):
 # ---- wait --------------------------------------------------------------------------------------------
 
 STAND_IN_SERVER = r'''
-import http.server, json, os, sys, time
+import hashlib, hmac, http.server, json, os, socket, sys, time, urllib.parse
 KEY = os.environ.get("VLLM_API_KEY", "")   # the script exports it from the deployment's 0600 key file
-time.sleep(3)                              # "loading": /health refused until then
+JOB = os.environ.get("SLURM_JOB_ID", "")
+time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 3)   # "loading": /health refused until then
 class H(http.server.BaseHTTPRequestHandler):
     def reply(self, code, obj=None):
         body = json.dumps(obj).encode() if obj is not None else b""
@@ -477,8 +486,16 @@ class H(http.server.BaseHTTPRequestHandler):
         self.reply(401, {"error": "bad key"})
         return False
     def do_GET(self):
-        if self.path == "/health":
+        path, _, query = self.path.partition("?")
+        if path == "/health":
             return self.reply(200)
+        if path == "/whoami":                # open, like a static file: which node answers
+            return self.reply(200, {"host": socket.gethostname()})
+        if path == "/r1c/identity":          # what the job's auth middleware answers (slurm/r1c_auth.py)
+            challenge = urllib.parse.parse_qs(query).get("challenge", [""])[0]
+            message = f"r1console-identity-v1\n{JOB}\n{challenge}".encode()
+            return self.reply(200, {"r1console_identity": 1, "job_id": JOB,
+                                    "proof": hmac.new(KEY.encode(), message, hashlib.sha256).hexdigest()})
         if self.authorised() and self.path == "/v1/models":
             return self.reply(200, {"object": "list", "data": [{"id": "stand-in", "object": "model"}]})
     def do_POST(self):
