@@ -97,8 +97,9 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def _connect_reason(exc: BaseException) -> str:
-    """The OS-level reason behind an httpx ConnectError ("All connection attempts failed")."""
+def connect_reason(exc: BaseException) -> str:
+    """The OS-level reason behind a failed connect: httpx's ConnectError ("All connection attempts
+    failed") or aiohttp's ClientConnectorError (which keeps the OSError in ``os_error``)."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
@@ -107,7 +108,7 @@ def _connect_reason(exc: BaseException) -> str:
             if cur.errno == errno.ECONNREFUSED:
                 return "connection refused"
             return cur.strerror or str(cur)
-        cur = cur.__cause__ or cur.__context__
+        cur = getattr(cur, "os_error", None) or cur.__cause__ or cur.__context__
     text = str(exc)
     if "refused" in text.lower():
         return "connection refused"
@@ -201,7 +202,7 @@ class VllmClient:
             return ServerTimeout(f"connecting to {self.base_url} timed out after {self.connect_timeout:g} s",
                                  hint=NOT_UP_HINT)
         if isinstance(exc, httpx.ConnectError):
-            return ServerUnreachable(f"cannot connect to {self.base_url}: {_connect_reason(exc)}",
+            return ServerUnreachable(f"cannot connect to {self.base_url}: {connect_reason(exc)}",
                                      hint=NOT_UP_HINT)
         if isinstance(exc, httpx.ReadTimeout):
             return ServerTimeout(f"no answer from {url} within {read_timeout:g} s",

@@ -20,11 +20,11 @@ This module only moves bytes and maps aiohttp's exceptions to the client's
 from __future__ import annotations
 
 import asyncio
-import errno
 from typing import Any, Mapping
 
 import aiohttp
 
+from r1console.adapters.vllm_client import connect_reason
 from r1console.core.api_errors import ProtocolError, ServerTimeout, ServerUnreachable
 from r1console.core.errors import R1Error
 
@@ -71,19 +71,6 @@ class StreamTransport:
                 pass  # its loop is gone (a client reused across asyncio.run calls)
 
 
-def _os_reason(exc: BaseException) -> str:
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, OSError) and cur.errno is not None:
-            if cur.errno == errno.ECONNREFUSED:
-                return "connection refused"
-            return cur.strerror or str(cur)
-        cur = getattr(cur, "os_error", None) or cur.__cause__ or cur.__context__
-    text = str(exc)
-    return "connection refused" if "refused" in text.lower() else (text or type(exc).__name__)
-
 
 def is_read_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (aiohttp.SocketTimeoutError, asyncio.TimeoutError)) \
@@ -97,7 +84,7 @@ def stream_error(exc: BaseException, *, base_url: str, url: str, connect_timeout
         return ServerTimeout(f"connecting to {base_url} timed out after {connect_timeout:g} s",
                              hint=NOT_UP_HINT)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return ServerUnreachable(f"cannot connect to {base_url}: {_os_reason(exc)}", hint=NOT_UP_HINT)
+        return ServerUnreachable(f"cannot connect to {base_url}: {connect_reason(exc)}", hint=NOT_UP_HINT)
     if is_read_timeout(exc):
         return ServerTimeout(f"no answer from {url} within {read_timeout:g} s",
                              hint="the server is overloaded or stuck; a longer --timeout waits longer")
