@@ -283,6 +283,10 @@ SCRIPT_FATALS: dict[str, tuple[str, str]] = {
         "Ray does not import with python3 on a node, so its Ray step cannot start.",
         "Install ray in the environment the profile's env.setup activates, on every node "
         "(same version as the head), and resubmit."),
+    "ray_tmp_unusable": (
+        "A node could not make the private temp dir its Ray step runs in (under /tmp).",
+        "Check /tmp on that node (full, read-only, or not writable by you); free it or ask the "
+        "admins, and resubmit."),
     "node_step_died": (
         "A node's vLLM worker step (multi-node mp) exited while the job needed it.",
         "Read that node's error above in .err/.out; check the node and resubmit."),

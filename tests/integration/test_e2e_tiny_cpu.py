@@ -107,7 +107,7 @@ def deployment(slurm_cluster, tmp_path_factory):
         slurm_cluster.wait_job_state(env.job_id, ("CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "NODE_FAIL"),
                                      timeout=120)
         # the profile's per-job TMPDIR (ZMQ sockets, vllm_dist_*): nothing else removes it on this cluster
-        slurm_cluster.run(["rm", "-rf", "--", f"/tmp/r1c-tiny-cpu-{env.job_id}"], timeout=30)
+        slurm_cluster.remove_job_tmp(env.job_id)
         print(f"\n[e2e tiny-cpu] job {env.job_id}: " + ", ".join(f"{k} {v:.2f}" for k, v in TIMINGS.items()))
 
 

@@ -208,8 +208,7 @@ def jobs(slurm_cluster, tmp_path_factory):
             slurm_cluster.run(["scancel", job.id], timeout=30)
         for job in made.values():
             slurm_cluster.wait_job_state(job.id, END_STATES, timeout=120)
-            slurm_cluster.run(["rm", "-rf", "--", f"/tmp/r1c-tiny-cpu-{job.id}", f"/tmp/{slurm_cluster.user}/{job.id}"],
-                              timeout=30)
+            slurm_cluster.remove_job_tmp(job.id)
         for job in made.values():
             TIMINGS.update({f"{job.name}.{k}": v for k, v in job.times.items() if k.endswith("_s")})
         print("\n[e2e tiny-cpu-2node] jobs " + " ".join(f"{j.name}={j.id}" for j in made.values()) + ": "

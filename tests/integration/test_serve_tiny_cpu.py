@@ -85,7 +85,7 @@ def two(slurm_cluster, tmp_path_factory):
             slurm_cluster.run(["scancel", job], timeout=30)
         for job in env.jobs:
             slurm_cluster.wait_job_state(job, ENDED, timeout=120)
-            slurm_cluster.run(["rm", "-rf", "--", f"/tmp/r1c-tiny-cpu-{job}"], timeout=30)
+            slurm_cluster.remove_job_tmp(job)
 
 
 @pytest.fixture(scope="module")

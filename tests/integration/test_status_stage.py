@@ -73,7 +73,7 @@ def env(slurm_cluster, tmp_path_factory):
             slurm_cluster.run(["scancel", job], timeout=30)
         for job in ns.jobs:
             slurm_cluster.wait_job_state(job, ("CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "NODE_FAIL"), timeout=120)
-            slurm_cluster.run(["rm", "-rf", "--", f"/tmp/r1c-tiny-cpu-{job}"], timeout=30)
+            slurm_cluster.remove_job_tmp(job)
 
 
 def _status(env, job: str) -> tuple[int, dict]:

@@ -191,6 +191,12 @@ class SlurmCluster:
         self._chown(path)
         return path
 
+    def remove_job_tmp(self, job_id: str | int) -> None:
+        """Remove the /tmp dirs a job made with mktemp (r1c-tiny-cpu-<id>.*, each Ray step's r1c-ray-<id>.*)."""
+        self.run(["find", "/tmp", "-mindepth", "1", "-maxdepth", "1", "-user", self.user, "(",
+                  "-name", f"r1c-tiny-cpu-{job_id}.*", "-o", "-name", f"r1c-ray-{job_id}.*", ")",
+                  "-exec", "rm", "-rf", "--", "{}", "+"], timeout=30)
+
     def _chown(self, path: Path) -> None:
         if os.geteuid() == 0:
             pw = pwd.getpwnam(self.user)

@@ -161,14 +161,25 @@ def _plan(tmp_path, batch, **kw) -> BatchPlan:
 
 
 async def _partial_run(tmp_path, batch, url: str, stop_after: int, **kw) -> None:
+    """A run that journals exactly ``stop_after`` answers: nothing new is sent once that many are
+    started (a record is counted only once its journal write is done, and a server at time_scale 0
+    answers faster than that, so stopping on the count alone may let every item through)."""
     def on_engine(engine):
+        started = 0
+
         def ev(event):
+            nonlocal started
+            if event.kind == "started":
+                started += 1
+                if started == stop_after:
+                    engine.pause()
             if event.kind == "finished" and engine.snapshot().done >= stop_after:
                 engine.stop()
         engine.subscribe(ev)
 
     outcome = await run_batch(_plan(tmp_path, batch, **kw), url, on_engine=on_engine)
     assert not outcome.finished and not outcome.output_written
+    assert len(read_journal(tmp_path / "out.jsonl.journal.jsonl").done_ids(batch.items)) == stop_after
 
 
 async def test_resume_with_other_max_tokens_or_another_model_is_refused(tmp_path):

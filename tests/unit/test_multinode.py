@@ -7,8 +7,10 @@ tests/integration/test_e2e_tiny_cpu_2node.py's jobs).
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -113,6 +115,57 @@ def test_ray_not_importable_on_a_node_is_named_by_the_step(tmp_path):
     assert missing and "node=" in missing[0] and "No module named 'ray'" in missing[0], result.stdout
     assert "[r1console] FATAL ray_step_died node=node1" in result.stdout
     assert "ray should not start" not in result.stdout
+
+
+RAY_OK_PYTHON3 = """#!/bin/bash
+# python3 with Ray importable, and a Ray that always counts both nodes
+if [[ "$1" == -c && "$2" == "import ray" ]]; then exit 0; fi
+if [[ "$1" == - ]]; then cat >/dev/null; echo "2 0"; exit 0; fi
+exec /usr/bin/python3 "$@"
+"""
+# a Ray older than token auth (no token file to write); `ray start` records its temp dir, then blocks
+RAY_RECORDS_TEMP_DIR = """#!/bin/bash
+[[ "$1" == --version ]] && { echo "ray, version 2.9.0"; exit 0; }
+for a in "$@"; do
+    if [[ $a == --temp-dir=* ]]; then d=${a#--temp-dir=}; echo "temp_dir $d $(stat -c '%a %u' "$d")" >> "$LOG"; fi
+done
+exec sleep 30
+"""
+
+
+def test_each_ray_step_runs_in_a_private_temp_dir_of_its_own_that_it_removes(tmp_path):
+    # not /tmp/$USER/<job>: another user (or a deleted account of the same name) may own /tmp/$USER
+    bindir = _bin(tmp_path, srun=FAKE_SRUN, scontrol=FAKE_SCONTROL, python3=RAY_OK_PYTHON3,
+                  ray=RAY_RECORDS_TEMP_DIR, vllm="#!/bin/bash\nexec sleep 2\n")
+    script = rendered("tiny-cpu-2node", "env.setup=[]", "ray.wait_timeout_s=30")
+    assert "/tmp/${USER" not in script
+    _run(tmp_path, script, bindir)
+    dirs = [line.split() for line in (tmp_path / "log").read_text().splitlines() if line.startswith("temp_dir ")]
+    assert len(dirs) == 2, (tmp_path / "log").read_text()  # the head's step and node2's
+    assert len({d[1] for d in dirs}) == 2
+    for _, path, mode, uid in dirs:
+        assert path.startswith("/tmp/r1c-ray-77.") and mode == "700" and int(uid) == os.getuid()
+    deadline = time.monotonic() + 10
+    while any(Path(d[1]).exists() for d in dirs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [d[1] for d in dirs if Path(d[1]).exists()]  # each step removed its own when stopped
+
+
+def test_a_ray_temp_dir_that_cannot_be_made_is_named_with_its_node(tmp_path):
+    mktemp = ('#!/bin/bash\nfor a in "$@"; do [[ $a == *r1c-ray-* ]] && '
+              '{ echo "mktemp: failed to create directory via template: No space left on device" >&2; exit 1; }; done\n'
+              'exec /usr/bin/mktemp "$@"\n')
+    no_head = RAY_OK_PYTHON3.replace('echo "2 0"; exit 0', "exit 1")  # no step starts Ray, so none answers
+    bindir = _bin(tmp_path, srun=FAKE_SRUN, scontrol=FAKE_SCONTROL, python3=no_head,
+                  ray=RAY_RECORDS_TEMP_DIR, mktemp=mktemp)
+    result = _run(tmp_path, rendered("tiny-cpu-2node", "env.setup=[]", "ray.wait_timeout_s=30"), bindir)
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = next(ln for ln in result.stdout.splitlines() if "FATAL ray_tmp_unusable" in ln)
+    assert "node=" in line and "No space left on device" in line
+    assert "[r1console] FATAL ray_step_died node=node1" in result.stdout
+    assert "temp_dir" not in (tmp_path / "log").read_text()  # Ray never started without its dir
+    explanation, _ = fatal.script_fatal("ray_tmp_unusable", "node=node1 ...")
+    assert "private temp dir" in explanation
 
 
 # ---- the stage machine on the real 2-node logs -----------------------------------------------------
