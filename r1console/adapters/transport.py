@@ -34,7 +34,6 @@ from r1console.adapters.transport_types import (
     TransportLost,
     TransportStats,
     TransportTimeout,
-    _reconnect_with_backoff,
     display_argv,
     timeout_hint,
 )
@@ -148,5 +147,4 @@ class Transport(abc.ABC):
 
 __all__ = ["DEFAULT_TIMEOUT", "FOLLOW_CHUNK", "FOLLOW_SLEEP_S", "SESSION_PID", "ArgvItem", "ChannelRefused",
            "FileFollower", "FollowReset", "PortForward", "Prompt", "PromptCallback", "RunResult", "Transport",
-           "TransportError", "TransportLost", "TransportStats", "TransportTimeout", "_reconnect_with_backoff",
-           "display_argv", "timeout_hint"]
+           "TransportError", "TransportLost", "TransportStats", "TransportTimeout", "display_argv", "timeout_hint"]
