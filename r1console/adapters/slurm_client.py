@@ -6,22 +6,24 @@ SLURM's own stderr. Parsing lives in ``r1console.core.slurm_parse`` / ``core.nvi
 
 Polling one job costs one command: :meth:`SlurmClient.job_state` is a single
 ``squeue -h -t all -j ID -o FORMAT`` (sacct only once the job has left squeue).
+
+Submitting and reconciling a lost sbatch answer live in ``slurm_submit`` (``SlurmSubmitter``,
+which the client inherits); its public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from r1console.adapters import deployments
 from r1console.adapters.deployments import Deployment
+from r1console.adapters.slurm_submit import SBATCH_TIMEOUT, SlurmSubmitter, SubmitUnknown, deployment_id_for
 from r1console.adapters.transport import (
     DEFAULT_TIMEOUT,
     FileFollower,
@@ -33,11 +35,9 @@ from r1console.adapters.transport import (
     TransportTimeout,
 )
 from r1console.core import slurm_json, submit_record
-from r1console.core.errors import EXIT_CLUSTER, R1Error, RemoteError
-from r1console.core.exposure import AUTH_SCHEME
+from r1console.core.errors import R1Error, RemoteError
 from r1console.core.nvidia_smi import NodeGpus, NvidiaSmiParseError, nvidia_smi_argv, parse_labelled
-from r1console.core.profiles import LoadedProfile, load_profile_for_cluster
-from r1console.core.render import LOG_ERR, LOG_OUT, RenderPlan, key_file_for, render_script
+from r1console.core.profiles import load_profile_for_cluster
 from r1console.core.slurm_parse import (
     SACCT_FIELDS,
     SACCT_JOBCOMP_FIELDS,
@@ -49,7 +49,6 @@ from r1console.core.slurm_parse import (
     is_invalid_job_id,
     is_json_unsupported,
     parse_sacct,
-    parse_sbatch_parsable,
     parse_scontrol_jobs,
     parse_squeue_format,
     parse_squeue_json,
@@ -60,20 +59,12 @@ from r1console.core.userconfig import ClusterSpec
 
 SLURM_COMMANDS = frozenset({"sbatch", "squeue", "scontrol", "sacct", "scancel", "srun", "sinfo", "sacctmgr"})
 _SLURM_CONF_FILES = ("/etc/slurm/slurm.conf", "/etc/slurm-llnl/slurm.conf", "/run/slurm/conf/slurm.conf")
-_PROFILE_DEFAULT_WORKDIR = "~/r1console"
-SBATCH_TIMEOUT = 120.0  # sbatch retries while slurmctld is busy; give it time, then reconcile
 
 
 class JobNotFound(R1Error):
     """SLURM has no record of the job (not in squeue, not in sacct)."""
 
     exit_code = 1
-
-
-class SubmitUnknown(R1Error):
-    """sbatch's answer was lost: the job may exist; the 'submitting' record is reconciled later."""
-
-    exit_code = EXIT_CLUSTER
 
 
 class JobStateError(R1Error):
@@ -110,12 +101,7 @@ def is_transient(err: BaseException) -> bool:
     return False
 
 
-def deployment_id_for(profile_name: str, now: datetime | None = None) -> str:
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{profile_name}-{stamp}-{secrets.token_hex(3)}"
-
-
-class SlurmClient:
+class SlurmClient(SlurmSubmitter):
     def __init__(self, transport: Transport, cluster: ClusterSpec, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.transport = transport
         self.cluster = cluster
@@ -141,146 +127,6 @@ class SlurmClient:
     async def _run(self, argv: Sequence[str], *, timeout: float | None = None, retry: bool = True) -> RunResult:
         self._check_local_config(argv)
         return await self.transport.run(list(argv), timeout=timeout or self.timeout, retry_on_drop=retry)
-
-    # ---- submit ----------------------------------------------------------------------------
-    async def submit(self, loaded: LoadedProfile, *, workdir: str | None = None,
-                     sbatch_timeout: float = SBATCH_TIMEOUT) -> Deployment:
-        """Upload the rendered script (+ API key) into the workdir and sbatch it; record it locally."""
-        profile = loaded.profile
-        if workdir is None:
-            set_in_profile = ("workdir",) in loaded.marks and profile.workdir != _PROFILE_DEFAULT_WORKDIR
-            workdir = profile.workdir if set_in_profile else self.cluster.workdir
-        workdir_abs = (await self.transport.expand_user(workdir)).rstrip("/") or "/"
-        if not workdir_abs.startswith("/"):
-            raise R1Error(f"workdir {workdir!r} must be an absolute path or start with ~/")
-        if any(ch in workdir_abs for ch in "\n\r\0"):
-            raise R1Error(f"workdir {workdir!r} contains a newline or NUL character")
-        if "%" in workdir_abs:
-            # SLURM resolves the relative --output against the workdir and expands %-patterns in
-            # the whole path (seen on 22.05: "%j" in the workdir -> JobLaunchFailure, no log).
-            raise R1Error(f"workdir {workdir!r} contains '%': SLURM would expand it as a filename "
-                          "pattern (%j, %N, ...) in the log paths and the job could not start")
-        dep_id = deployment_id_for(profile.name)
-        key_path = key_file_for(profile, workdir_abs, dep_id)
-        script = render_script(profile, RenderPlan(workdir=workdir_abs, api_key_file=key_path))
-        script_path = f"{workdir_abs}/{dep_id}.sbatch"
-
-        await self.transport.mkdir(workdir_abs, mode=0o700)  # chmod only if we create it
-        created_key = False
-        if profile.server.api_key == "auto" and key_path:
-            await self.transport.mkdir(f"{workdir_abs}/keys", mode=0o700)
-            await self.transport.write_file(key_path, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
-            created_key = True
-        elif key_path:
-            check = await self.transport.run(["test", "-r", key_path], timeout=self.timeout)
-            if not check.ok:
-                raise R1Error(f"the profile's API key file {key_path} is not readable on {self.cluster_name}",
-                              hint="create it (chmod 600), or use server.api_key: auto")
-        await self.transport.write_file(script_path, script.encode(), mode=0o600)
-        leftovers = [script_path] + ([key_path] if created_key and key_path else [])
-
-        # The record exists before sbatch runs: a lost answer leaves a record to reconcile, never
-        # an orphan job nobody knows about (core.submit_record).
-        dep = Deployment(
-            deployment_id=dep_id, cluster=self.cluster_name, job_id="", profile=profile.name,
-            workdir=workdir_abs, script_path=script_path,
-            log_out=f"{workdir_abs}/{LOG_OUT}", log_err=f"{workdir_abs}/{LOG_ERR}",
-            key_path=key_path, port=profile.server.port, served_model_name=profile.served_model_name,
-            profile_source=str(loaded.source), transport=self.cluster.transport,
-            ssh_host=self.cluster.host if self.cluster.transport == "ssh" else None,
-            submitted_at=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            auth=AUTH_SCHEME if key_path else "", state=submit_record.SUBMITTING,
-        )
-        try:
-            deployments.save(dep)
-        except R1Error:
-            await self.transport.run(["rm", "-f", "--", *leftovers], timeout=self.timeout)
-            raise
-
-        argv = ["sbatch", "--parsable", f"--comment={submit_record.comment_for(dep_id)}",
-                f"--chdir={workdir_abs}", script_path]
-        try:
-            result = await self._run(argv, timeout=sbatch_timeout, retry=False)  # never run sbatch twice
-        except (TransportTimeout, TransportLost) as err:
-            return await self._submit_unknown(dep, f"sbatch did not answer ({type(err).__name__}: {err})")
-        if not result.ok:
-            stderr = result.stderr or result.stdout
-            if submit_record.outcome_unknown(result.returncode, stderr):
-                return await self._submit_unknown(dep, f"sbatch failed without a verdict: {stderr.strip()[:300]}")
-            await self._forget(dep, leftovers)
-            raise RemoteError(f"sbatch rejected profile {profile.name} on {self.cluster_name}", argv=argv,
-                              stderr=stderr, returncode=result.returncode,
-                              hint="check slurm.partition / nodes / gpus_per_node against `sinfo` "
-                              "(cluster defaults: partition/account in the r1console config)")
-        job_id, _ = parse_sbatch_parsable(result.stdout)
-        return self._submitted(dep, job_id)
-
-    # ---- submit records: reconcile after a lost sbatch answer ------------------------------
-    @staticmethod
-    def _submitted(dep: Deployment, job_id: str) -> Deployment:
-        done = replace(dep, job_id=job_id, state="", log_out=dep.log_out.replace("%j", job_id),
-                       log_err=dep.log_err.replace("%j", job_id))
-        deployments.save(done)
-        return done
-
-    async def _forget(self, dep: Deployment, files: Sequence[str]) -> None:
-        """The job does not exist: remove its files on the cluster (a late job then has no key) and the record."""
-        if files:
-            with contextlib.suppress(R1Error):
-                await self.transport.run(["rm", "-f", "--", *files], timeout=self.timeout)
-        deployments.remove(dep)
-
-    async def _submit_unknown(self, dep: Deployment, why: str) -> Deployment:
-        try:
-            found = await self.reconcile(dep)
-        except R1Error:
-            found = None
-        if found is not None and found.job_id:
-            return found
-        raise SubmitUnknown(f"{why}; the job may or may not exist on {self.cluster_name}. Deployment "
-                            f"{dep.deployment_id} is recorded as '{submit_record.SUBMITTING}' and is looked up "
-                            f"again (squeue, tag {submit_record.comment_for(dep.deployment_id)}) by the next "
-                            "`r1console status` or `submit`",
-                            hint="run `r1console status` once slurmctld answers; never submit the same profile "
-                            "again blindly")
-
-    async def reconcile(self, dep: Deployment, *, stale_after_s: float = submit_record.STALE_AFTER_S,
-                        timeout: float | None = None) -> Deployment | None:
-        """Find the job of a 'submitting' record. Returns the completed record, the record unchanged
-        (not found yet), or None (never created: record and key file removed)."""
-        if dep.state != submit_record.SUBMITTING:
-            return dep
-        user = (await self.transport.identity())[1]
-        argv = ["squeue", "-h", "-t", "all", "-u", user, "-o", submit_record.LOOKUP_FORMAT]
-        result = await self._run(argv, timeout=timeout)
-        result.check("squeue (looking up a submission whose answer was lost)")
-        found = submit_record.find_job(result.stdout, dep.deployment_id, dep.script_path)
-        if found:
-            # one sbatch can create one job; the lowest id is the one it made (defensive)
-            return self._submitted(dep, min(found, key=lambda f: int(f.job_id.split("_")[0])).job_id)
-        if submit_record.never_created(dep.submitted_at, stale_after_s=stale_after_s):
-            created_key = dep.key_path and dep.key_path == f"{dep.workdir}/keys/{dep.deployment_id}.key"
-            await self._forget(dep, [dep.script_path] + ([dep.key_path] if created_key else []))
-            return None
-        return dep
-
-    async def reconcile_all(self, **kwargs) -> list[str]:
-        """Reconcile every 'submitting' record of this cluster; one line per change, for the user."""
-        records, _ = deployments.load_all(cluster=self.cluster_name)
-        notes = []
-        for dep in records:
-            if dep.state != submit_record.SUBMITTING:
-                continue
-            try:
-                now = await self.reconcile(dep, **kwargs)
-            except R1Error as err:
-                notes.append(f"deployment {dep.deployment_id}: still unknown ({str(err).splitlines()[0]})")
-                continue
-            if now is None:
-                notes.append(f"deployment {dep.deployment_id}: sbatch never created its job; record removed")
-            elif now.job_id:
-                notes.append(f"deployment {dep.deployment_id}: found its job {now.job_id}")
-        return notes
 
     # ---- queue / state ---------------------------------------------------------------------
     async def queue(self, job_ids: Sequence[str] | None = None, *, all_users: bool = False) -> list[JobInfo]:
@@ -574,5 +420,5 @@ def remember_batch_host(dep: Deployment | None, info: JobInfo) -> Deployment | N
         return dep
 
 
-__all__ = ["GpuReport", "JobNotFound", "JobStateError", "SlurmClient", "SubmitUnknown", "deployment_id_for",
-           "load_profile_for_cluster", "remember_batch_host"]
+__all__ = ["SBATCH_TIMEOUT", "GpuReport", "JobNotFound", "JobStateError", "SlurmClient", "SubmitUnknown",
+           "deployment_id_for", "is_transient", "load_profile_for_cluster", "remember_batch_host"]
