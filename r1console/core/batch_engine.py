@@ -54,9 +54,9 @@ from collections import deque
 from typing import Awaitable, Callable, Iterable, Sequence
 
 from r1console.core.batch_input import BatchItem
-from r1console.core.batch_journal import RequestRecord
 from r1console.core.batch_outcomes import LatencySamples, _Outcomes
 from r1console.core.batch_progress import BatchEvent, BatchProgress, EngineState
+from r1console.core.batch_record import RequestRecord
 from r1console.core.batch_retry import FREE_UNREACHABLE, ErrorKind, RetryPolicy, classify_error, error_info
 from r1console.core.batch_send import Probe, Send, SendContext, _Retry, _Slot
 from r1console.core.stats import summarize

@@ -14,8 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Sequence
 
-from r1console.core.batch_journal import RequestRecord
 from r1console.core.batch_progress import BatchEvent, EngineState
+from r1console.core.batch_record import RequestRecord
 from r1console.core.batch_retry import FREE_UNREACHABLE, ErrorKind, RetryPolicy, error_info
 from r1console.core.batch_send import Probe, _Retry, _Slot
 from r1console.core.stats import Histogram, summarize
