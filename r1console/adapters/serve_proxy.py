@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import hmac
 import time
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -69,6 +70,32 @@ class _Attempt:
         with contextlib.suppress(BaseException):
             await task
         raise aiohttp.ClientConnectionError("the replica's job left the endpoint")
+
+
+@dataclass(frozen=True)
+class _Upstream:
+    """Where one forwarded request goes: the replica, the path (with its query) and the body."""
+
+    replica: Replica
+    path: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class _Moved:
+    """The request left this replica before anything reached the client; ``reason`` is said if
+    no replica is left to take it."""
+
+    reason: str
+
+
+@dataclass
+class _Ending:
+    """How a forward ended, for the replica's books: ``ok`` (an answer under 500, or a client
+    that left) and whether the client left (then the upstream connection is closed)."""
+
+    ok: bool = False
+    client_left: bool = False
 
 
 def _error(status: int, message: str, kind: str) -> web.Response:
@@ -278,79 +305,98 @@ class ServeProxy:
                 self.requests_failed += 1
                 return _error(503, last_error, "ServiceUnavailable")
             tried.add(rep.name)
-            self.replicas.begin(rep)
-            ok = abort = False
-            upstream: aiohttp.ClientResponse | None = None
-            attempt = _Attempt()
-            self._attempts.setdefault(rep.name, set()).add(attempt)
+            answer = await self._try_replica(request, _Upstream(rep, path, body), tried)
+            if isinstance(answer, _Moved):
+                last_error = answer.reason
+                continue
+            return answer
+
+    async def _try_replica(self, request: web.Request, up: _Upstream, tried: set[str]
+                           ) -> web.StreamResponse | _Moved:
+        """Send the request to one replica. Until something went to the client it can still
+        move (:class:`_Moved`: a retryable status while another replica is ready, or the
+        replica failing); after that its answer is the client's."""
+        rep = up.replica
+        self.replicas.begin(rep)
+        ending = _Ending()
+        upstream: aiohttp.ClientResponse | None = None
+        attempt = _Attempt()
+        self._attempts.setdefault(rep.name, set()).add(attempt)
+        try:
             try:
-                try:
-                    async def start() -> tuple[aiohttp.ClientResponse, bool, bytes | None]:
-                        resp = await self._session.request(request.method, rep.url + path, data=body or None,
-                                                           headers=self._upstream_headers(request, rep),
-                                                           allow_redirects=False)
-                        attempt.upstream = resp
-                        whole = resp.headers.get("Content-Length") is not None \
-                            and "text/event-stream" not in resp.headers.get("Content-Type", "")
-                        if resp.status in RETRY_STATUSES:
-                            return resp, whole, None          # maybe moved: read it only if it is not
-                        return resp, whole, await (resp.read() if whole else resp.content.readany())
-
-                    upstream, whole, first = await attempt.guard(start())
-                    if upstream.status in RETRY_STATUSES and any(
-                            r.name not in tried for r in self.replicas.ready()):
-                        last_error = f"replica {rep.name} answered {upstream.status}"
-                        self.requests_moved += 1
-                        continue
-                    if first is None:
-                        first = await (upstream.read() if whole else upstream.content.readany())
-                except _UPSTREAM_ERRORS as err:
-                    # nothing went to the client yet: the request moves to another replica
-                    last_error = f"replica {rep.name}: {type(err).__name__}: {err}"
-                    self.replicas.mark_down(rep.name)
-                    self.replicas_changed()
+                upstream, whole, first = await attempt.guard(self._start(request, up, attempt))
+                if upstream.status in RETRY_STATUSES and any(
+                        r.name not in tried for r in self.replicas.ready()):
                     self.requests_moved += 1
-                    continue
-                if whole:
-                    # a complete (non-streaming) answer: one write, and it could still move above
-                    headers = [(k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP]
-                    ok = upstream.status < 500
-                    return web.Response(body=first, status=upstream.status, reason=upstream.reason,
-                                        headers=headers)
-                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-                for key, value in upstream.headers.items():
-                    if key.lower() not in HOP_BY_HOP:
-                        response.headers.add(key, value)
-                await response.prepare(request)
-                chunk = first
-                while chunk:
-                    try:
-                        await response.write(chunk)
-                    except (ConnectionError, OSError, RuntimeError):
-                        ok, abort = True, True     # the client left: not the replica's fault
-                        return response
-                    try:
-                        chunk = await upstream.content.readany()
-                    except _UPSTREAM_ERRORS:
-                        self.replicas.mark_down(rep.name)
-                        self.replicas_changed()
-                        self.cut_mid_stream += 1
-                        self.requests_failed += 1
-                        if request.transport is not None:
-                            request.transport.close()   # the client sees the cut, as from the replica
-                        return response
-                ok = upstream.status < 500
-                with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-                    await response.write_eof()
-                return response
-            finally:
-                self._attempts.get(rep.name, set()).discard(attempt)
-                self.replicas.end(rep, ok=ok)
-                if upstream is not None:
-                    if ok and not abort:
-                        upstream.release()
-                    else:
-                        upstream.close()
+                    return _Moved(f"replica {rep.name} answered {upstream.status}")
+                if first is None:
+                    first = await (upstream.read() if whole else upstream.content.readany())
+            except _UPSTREAM_ERRORS as err:
+                # nothing went to the client yet: the request moves to another replica
+                self.replicas.mark_down(rep.name)
+                self.replicas_changed()
+                self.requests_moved += 1
+                return _Moved(f"replica {rep.name}: {type(err).__name__}: {err}")
+            if whole:
+                # a complete (non-streaming) answer: one write, and it could still move above
+                headers = [(k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP]
+                ending.ok = upstream.status < 500
+                return web.Response(body=first, status=upstream.status, reason=upstream.reason,
+                                    headers=headers)
+            return await self._relay_stream(request, rep, upstream, first, ending)
+        finally:
+            self._attempts.get(rep.name, set()).discard(attempt)
+            self.replicas.end(rep, ok=ending.ok)
+            if upstream is not None:
+                if ending.ok and not ending.client_left:
+                    upstream.release()
+                else:
+                    upstream.close()
 
+    async def _start(self, request: web.Request, up: _Upstream, attempt: _Attempt
+                     ) -> tuple[aiohttp.ClientResponse, bool, bytes | None]:
+        """Send to the replica; the response, whether it is one whole body, and its first bytes
+        (None for a retryable status: it may still move, so it is read only if it does not)."""
+        assert self._session is not None
+        resp = await self._session.request(request.method, up.replica.url + up.path, data=up.body or None,
+                                           headers=self._upstream_headers(request, up.replica),
+                                           allow_redirects=False)
+        attempt.upstream = resp
+        whole = resp.headers.get("Content-Length") is not None \
+            and "text/event-stream" not in resp.headers.get("Content-Type", "")
+        if resp.status in RETRY_STATUSES:
+            return resp, whole, None          # maybe moved: read it only if it is not
+        return resp, whole, await (resp.read() if whole else resp.content.readany())
+
+    async def _relay_stream(self, request: web.Request, rep: Replica, upstream: aiohttp.ClientResponse,
+                            first: bytes, ending: _Ending) -> web.StreamResponse:
+        """Copy a streamed answer to the client chunk by chunk; a replica failing now cuts the
+        client's stream too (it cannot move any more)."""
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for key, value in upstream.headers.items():
+            if key.lower() not in HOP_BY_HOP:
+                response.headers.add(key, value)
+        await response.prepare(request)
+        chunk = first
+        while chunk:
+            try:
+                await response.write(chunk)
+            except (ConnectionError, OSError, RuntimeError):
+                ending.ok, ending.client_left = True, True     # the client left: not the replica's fault
+                return response
+            try:
+                chunk = await upstream.content.readany()
+            except _UPSTREAM_ERRORS:
+                self.replicas.mark_down(rep.name)
+                self.replicas_changed()
+                self.cut_mid_stream += 1
+                self.requests_failed += 1
+                if request.transport is not None:
+                    request.transport.close()   # the client sees the cut, as from the replica
+                return response
+        ending.ok = upstream.status < 500
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            await response.write_eof()
+        return response
 
 __all__ = ["ServeProxy"]

@@ -29,29 +29,25 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import json
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import httpx
 
+from r1console.adapters.vllm_chat_stream import ChatStream
 from r1console.core.api_errors import (
     ProtocolError,
-    ServerError,
     ServerTimeout,
     ServerUnreachable,
-    StreamInterrupted,
     error_from_response,
 )
 from r1console.core.errors import R1Error
 from r1console.core.prometheus import ServerMetrics
-from r1console.core.sse import SSEEvent, SSEParser
 from r1console.core.streaming import (
     ChatResult,
     StreamAccumulator,
-    StreamDelta,
     Usage,
     result_from_response,
 )
@@ -77,7 +73,7 @@ def normalize_base_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise R1Error(f"the server URL must not have a query or fragment: {url!r}")
     try:
-        parts.port
+        _ = parts.port   # raises for a port that is not a number in range
     except ValueError:
         raise R1Error(f"bad port in URL {url!r}") from None
     path = parts.path.rstrip("/")
@@ -329,175 +325,3 @@ class VllmClient:
         returned :class:`ChatStream` for :class:`StreamDelta` s; ``stream.result`` afterwards.
         Pass ``accumulator`` to have it filled (e.g. a chat turn's ``turn.stream``)."""
         return ChatStream(self, messages, model=model, accumulator=accumulator, params=params)
-
-
-@dataclass(frozen=True)
-class _Fed:
-    delta: StreamDelta | None
-
-
-class ChatStream:
-    """One streamed chat request: an async iterator of :class:`StreamDelta` and an async
-    context manager (leaving it closes the connection, which makes vLLM abort the request).
-
-    ``accumulator`` holds everything received so far; ``result`` is its :class:`ChatResult`.
-    """
-
-    def __init__(self, client: VllmClient, messages: list[dict[str, Any]], *, model: str | None,
-                 accumulator: StreamAccumulator | None, params: dict[str, Any]) -> None:
-        self._client = client
-        self._messages = messages
-        self._model = model
-        self._params = {k: v for k, v in params.items() if v is not None}
-        self.accumulator = accumulator if accumulator is not None else StreamAccumulator()
-        self._gen: AsyncIterator[StreamDelta] | None = None
-
-    @property
-    def result(self) -> ChatResult:
-        return self.accumulator.result()
-
-    def __aiter__(self) -> AsyncIterator[StreamDelta]:
-        if self._gen is None:
-            self._gen = self._run()
-        return self._gen
-
-    async def __aenter__(self) -> ChatStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._gen is not None:
-            await self._gen.aclose()  # type: ignore[attr-defined]
-
-    async def collect(self) -> ChatResult:
-        """Read the whole stream; return the result."""
-        async for _ in self:
-            pass
-        return self.result
-
-    async def _run(self) -> AsyncIterator[StreamDelta]:
-        client = self._client
-        acc = self.accumulator
-        path = "/v1/chat/completions"
-        model = self._model or await client.model_id()
-        stream_options = dict(self._params.pop("stream_options", None) or {})
-        stream_options.setdefault("include_usage", True)
-        payload = {"model": model, "messages": self._messages, "stream": True,
-                   "stream_options": stream_options, **self._params}
-        clock = client._clock
-        from r1console.adapters import vllm_stream as vs
-
-        transport = client._stream_transport()
-        url = client._url(path)
-        t0 = clock()
-        got_response = False
-        response = None
-        try:
-            response = await transport.session().post(
-                url, timeout=transport.timeout(client.stream_timeout), allow_redirects=False,
-                **vs.post_kwargs(payload))
-            got_response = True
-            if response.status >= 400:
-                body = await response.read()
-                raise error_from_response(response.status, body, url=url,
-                                          api_key_sent=bool(client.api_key), model=model)
-            ctype = response.headers.get("content-type", "")
-            if "text/event-stream" not in ctype:
-                # A server that ignored stream=true and answered one JSON document.
-                body = await response.read()
-                try:
-                    data = json.loads(body)
-                except ValueError:
-                    raise ProtocolError(f"{url} answered {ctype or 'no content type'}, "
-                                        "not an event stream") from None
-                delta = acc.feed(data, clock() - t0)
-                acc.mark_done(clock() - t0)
-                self._raise_stream_error()
-                yield delta
-                return
-            parser = SSEParser()
-            content = response.content
-            done = False
-            while True:
-                raw = await content.readany()
-                if not raw:
-                    break
-                now = clock() - t0
-                for event in parser.feed(raw):
-                    fed = self._event(event, now, path)
-                    if fed is None:
-                        done = True  # [DONE]
-                        break
-                    if fed.delta is not None:
-                        yield fed.delta
-                if done:
-                    # Read the (empty) rest of the body so the connection goes back to the
-                    # pool instead of being closed: one TCP connection per request otherwise.
-                    rest = 0
-                    while rest <= 64 * 1024:
-                        more = await content.readany()
-                        if not more:
-                            break
-                        rest += len(more)
-                    return
-            for event in parser.close():  # an event completed by the end of the stream
-                fed = self._event(event, clock() - t0, path)
-                if fed is None:
-                    return
-                if fed.delta is not None:
-                    yield fed.delta
-        except vs.TRANSPORT_ERRORS as exc:
-            acc.end(clock() - t0)
-            if acc.complete:
-                return  # finished; only the tail ([DONE] / usage) was lost
-            read_timeout = vs.is_read_timeout(exc)
-            if got_response and not (acc.chunks == 0 and read_timeout):
-                if read_timeout:
-                    why = f"the stream stalled: nothing for {client.stream_timeout:g} s after {acc.chunks} chunks"
-                else:
-                    why = (f"the connection was cut mid-stream after {acc.chunks} chunks "
-                           f"({exc or type(exc).__name__})")
-                raise StreamInterrupted(why, partial=acc.result(),
-                                        hint="what arrived is kept; the server log may say why") from None
-            raise vs.stream_error(exc, base_url=client.base_url, url=url,
-                                  connect_timeout=client.connect_timeout,
-                                  read_timeout=client.stream_timeout) from None
-        finally:
-            acc.end(clock() - t0)
-            if response is not None:
-                if response.content.at_eof():
-                    response.release()
-                else:
-                    response.close()   # unfinished (cancelled, error): vLLM aborts the request
-        if not acc.done and not acc.complete:
-            raise StreamInterrupted(
-                f"the server ended the stream before finishing the reply (after {acc.chunks} chunks, "
-                "no finish_reason and no [DONE])", partial=acc.result())
-
-    def _event(self, event: SSEEvent, now: float, path: str) -> _Fed | None:
-        """Feed one SSE event; None on ``[DONE]``."""
-        acc = self.accumulator
-        if event.is_done:
-            acc.mark_done(now)
-            return None
-        try:
-            chunk = json.loads(event.data)
-        except ValueError:
-            raise ProtocolError(f"{self._client._url(path)} sent an event that is not JSON: "
-                                f"{event.data[:120]!r}") from None
-        if not isinstance(chunk, dict):
-            return _Fed(None)
-        delta = acc.feed(chunk, now)
-        self._raise_stream_error()
-        return _Fed(delta)
-
-    def _raise_stream_error(self) -> None:
-        err = self.accumulator.error
-        if err is not None:
-            status = err.code if isinstance(err.code, int) and err.code >= 400 else None
-            raise ServerError(f"the server reported an error mid-stream"
-                              f"{f' ({status})' if status else ''}: {err.message}",
-                              status=status, server_message=err.message,
-                              url=self._client._url("/v1/chat/completions"))

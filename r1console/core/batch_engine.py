@@ -54,12 +54,12 @@ from collections import deque
 from typing import Awaitable, Callable, Iterable, Sequence
 
 from r1console.core.batch_input import BatchItem
-from r1console.core.batch_journal import RequestRecord
-from r1console.core.batch_outcomes import _Outcomes
+from r1console.core.batch_outcomes import LatencySamples, _Outcomes
 from r1console.core.batch_progress import BatchEvent, BatchProgress, EngineState
+from r1console.core.batch_record import RequestRecord
 from r1console.core.batch_retry import FREE_UNREACHABLE, ErrorKind, RetryPolicy, classify_error, error_info
 from r1console.core.batch_send import Probe, Send, SendContext, _Retry, _Slot
-from r1console.core.stats import Histogram, summarize
+from r1console.core.stats import summarize
 from r1console.core.streaming import ChatResult
 
 __all__ = ["BatchEngine", "BatchEvent", "BatchProgress", "EngineState", "ErrorKind", "FREE_UNREACHABLE", "Probe",
@@ -96,7 +96,13 @@ class BatchEngine(_Outcomes):
         self._rng = rng or random.Random()
         self._pcts = tuple(percentiles)
         self.concurrency = concurrency
+        self._init_queues()
+        self._init_control()
+        self._init_server_tracking()
+        self._init_accounting()
 
+    def _init_queues(self) -> None:
+        """Work not yet sent, waiting to be retried, in flight, and finished."""
         self._pending: deque[BatchItem] = deque(i for i in self.items if i.id not in self._skip)
         self._retry_heap: list[_Retry] = []
         self._attempts: dict[str, int] = {}
@@ -104,8 +110,11 @@ class BatchEngine(_Outcomes):
         self._slots: dict[str, _Slot] = {}
         self._outcomes: deque[tuple[_Slot, ChatResult | None, BaseException | None]] = deque()
         self._recorded: set[str] = set()
+        self._writes: set[asyncio.Future] = set()  # records being written (async sink)
         self._listeners: list[Callable[[BatchEvent], None]] = []
 
+    def _init_control(self) -> None:
+        """The run's state and what pause / stop / a fatal error asked for."""
         self.state = EngineState.IDLE
         self._stop_reason: str | None = None
         self._fatal: BaseException | None = None
@@ -114,16 +123,17 @@ class BatchEngine(_Outcomes):
         self._stopping = False
         self._cancel_on_stop = True
 
-        # server-down tracking
+    def _init_server_tracking(self) -> None:
+        """Server-down tracking: since when, the backoff hold, the probe."""
         self._down_since: float | None = None
         self._streak_since: float | None = None   # first failure since the last real answer
         self._unreachable: dict[str, int] = {}     # per item: "unreachable" sends while up
-        self._writes: set[asyncio.Future] = set()  # records being written (async sink)
         self._down_streak = 0
         self._hold_until = 0.0
         self._probe_task: asyncio.Task | None = None
 
-        # accounting
+    def _init_accounting(self) -> None:
+        """Occupancy integrals, counters and latency samples (what :meth:`snapshot` reports)."""
         self._t0: float | None = None
         self._t_end: float | None = None
         self._t_last = 0.0
@@ -138,11 +148,7 @@ class BatchEngine(_Outcomes):
         self._output_tokens = 0
         self._live_tokens = 0
         self._last_error: str | None = None
-        self._ttft: list[float] = []
-        self._ttfot: list[float] = []
-        self._e2e: list[float] = []
-        self._tpot: list[float] = []
-        self._itl = Histogram()
+        self._samples = LatencySamples()
 
     # -- public control ------------------------------------------------------------------------
 
@@ -211,11 +217,11 @@ class BatchEngine(_Outcomes):
             occupancy=(mean_in_flight / self.concurrency) if elapsed > 0 else None,
             occupancy_backlogged=(self._backlog_busy / (self._backlog_time * self.concurrency)
                                   if self._backlog_time > 0 else None),
-            ttft=summarize(self._ttft, self._pcts),
-            ttfot=summarize(self._ttfot, self._pcts),
-            itl=self._itl.summary(self._pcts),
-            e2e=summarize(self._e2e, self._pcts),
-            tpot=summarize(self._tpot, self._pcts),
+            ttft=summarize(self._samples.ttft, self._pcts),
+            ttfot=summarize(self._samples.ttfot, self._pcts),
+            itl=self._samples.itl.summary(self._pcts),
+            e2e=summarize(self._samples.e2e, self._pcts),
+            tpot=summarize(self._samples.tpot, self._pcts),
             waiting_server_s=self._down_time,
             backlog_s=self._backlog_time,
             backlog_tokens=self._backlog_tokens,

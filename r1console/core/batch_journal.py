@@ -1,8 +1,8 @@
-"""The batch journal (crash-safe record of finished requests) and the final output writers.
+"""The batch journal: the crash-safe record of finished requests.
 
-This is the one core module that does file I/O — on purpose, and only on local files: a
-journal's guarantees are about ``write``/``fsync``/``rename``, so they are kept in one small
-place next to the record format.
+One of the two core modules that do file I/O (with :mod:`~r1console.core.batch_output`) — on
+purpose, and only on local files: a journal's guarantees are about ``write``/``fsync``/``rename``,
+so they are kept in one small place next to the record format.
 
 Journal
     ``OUTPUT.journal.jsonl``, append-only. Line 1 is a header
@@ -27,15 +27,8 @@ Journal
       ``--resume`` with other settings is refused instead of mixing answers
       (:func:`check_settings`).
 
-Output (written once every item has a record, atomically: temp file in the same directory,
-``fsync``, ``rename``, ``fsync`` of the directory)
-    * ``seed``: the seed's ``output_responses.json`` —
-      ``[{"question_tag", "response": {"reasoning", "final"}}]`` — but **in input order**
-      (the seed wrote completion order). A failed request reads like the seed's:
-      ``{"reasoning": "[ERROR]", "final": "[ERROR] <message>"}``.
-    * ``openai``: OpenAI batch output JSONL as ``vllm run-batch`` writes it (docs/facts.md §2.8):
-      ``{"id", "custom_id", "response": {"status_code", "request_id", "body": <chat.completion>},
-      "error"}``, one line per input line, in input order.
+The records are :class:`~r1console.core.batch_record.RequestRecord`; the final output written
+from them lives in :mod:`r1console.core.batch_output`. Both names are re-exported here.
 """
 
 from __future__ import annotations
@@ -46,20 +39,35 @@ import fcntl
 import json
 import os
 import queue
-import tempfile
 import threading
 import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from r1console.core.batch_input import BatchItem
+from r1console.core.batch_output import (
+    OUTPUT_FORMATS,
+    atomic_write_text,
+    default_output_format,
+    openai_output_lines,
+    records_in_order,
+    seed_output,
+    write_output,
+)
+from r1console.core.batch_output import fsync_dir as _fsync_dir
+from r1console.core.batch_record import RequestRecord
 from r1console.core.errors import EXIT_ERROR, R1Error
+
+# Moved names kept importable from here (the writers and the record type).
+__all__ = [
+    "JOURNAL_MAGIC", "JOURNAL_VERSION", "OUTPUT_FORMATS", "Journal", "JournalContents", "JournalWriteError",
+    "RequestRecord", "atomic_write_text", "check_settings", "default_output_format", "journal_path_for",
+    "openai_output_lines", "read_journal", "records_in_order", "seed_output", "write_output",
+]
 
 JOURNAL_MAGIC = "r1console-batch"
 JOURNAL_VERSION = 1
-OUTPUT_FORMATS = ("seed", "openai")
 
 
 class JournalWriteError(R1Error):
@@ -101,48 +109,6 @@ def journal_path_for(output: str | Path) -> Path:
     """Where the journal of ``output`` lives: ``OUTPUT.journal.jsonl`` beside it."""
     out = Path(output)
     return out.with_name(out.name + ".journal.jsonl")
-
-
-@dataclass
-class RequestRecord:
-    """One finished request, as journalled. Times: ``*_s`` are seconds since the (last)
-    attempt was sent; ``started_at``/``finished_at`` are Unix times of the first send and the
-    end. ``itl`` is a per-request summary of inter-token gaps (count, mean, p50, p90, p99, max)."""
-
-    id: str
-    index: int
-    ok: bool
-    request_hash: str = ""
-    reasoning: str | None = None
-    content: str | None = None
-    finish_reason: str | None = None
-    usage: dict[str, Any] | None = None
-    ttft_s: float | None = None
-    ttfot_s: float | None = None
-    e2e_s: float | None = None
-    itl: dict[str, Any] | None = None
-    attempts: int = 1
-    error: dict[str, Any] | None = None     # {"message", "status", "type"}
-    response_id: str | None = None
-    model: str | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    @property
-    def output_tokens(self) -> int:
-        n = (self.usage or {}).get("completion_tokens")
-        return int(n) if isinstance(n, int) else 0
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RequestRecord:
-        known = {f for f in cls.__dataclass_fields__}  # newer fields are ignored, older default
-        if not isinstance(data.get("id"), str) or not isinstance(data.get("ok"), bool):
-            raise ValueError("not a request record (needs id and ok)")
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -420,128 +386,3 @@ def _read_fd(fd: int) -> bytes:
             break
         parts.append(chunk)
     return b"".join(parts)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
-# -- final output ------------------------------------------------------------------------------
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    p = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as err:
-        raise R1Error(f"{p}: cannot write: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise R1Error(f"{p}: cannot write: {err.strerror}") from None
-        raise
-    _fsync_dir(p.parent)
-
-
-def _missing(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]) -> list[str]:
-    return [item.id for item in items if item.id not in records]
-
-
-def seed_output(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]) -> list[dict[str, Any]]:
-    """The seed's ``output_responses.json`` list, in input order."""
-    missing = _missing(items, records)
-    if missing:
-        raise R1Error(f"{len(missing)} requests have no result yet (first: {missing[0]!r})")
-    out = []
-    for item in items:
-        rec = records[item.id]
-        if rec.ok:
-            response = {"reasoning": rec.reasoning, "final": rec.content}
-        else:
-            message = (rec.error or {}).get("message") or "failed"
-            response = {"reasoning": "[ERROR]", "final": f"[ERROR] {message}"}
-        out.append({"question_tag": item.id, "response": response})
-    return out
-
-
-def openai_output_lines(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]
-                        ) -> list[dict[str, Any]]:
-    """OpenAI batch output records (``vllm run-batch``'s shape), in input order."""
-    missing = _missing(items, records)
-    if missing:
-        raise R1Error(f"{len(missing)} requests have no result yet (first: {missing[0]!r})")
-    out = []
-    for item in items:
-        rec = records[item.id]
-        rid = rec.response_id or f"chatcmpl-{rec.record_id}"
-        if rec.ok:
-            body = {
-                "id": rid,
-                "object": "chat.completion",
-                "created": int(rec.finished_at or 0),
-                "model": rec.model,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": rec.content,
-                                "reasoning": rec.reasoning, "reasoning_content": rec.reasoning},
-                    "logprobs": None,
-                    "finish_reason": rec.finish_reason,
-                }],
-                "usage": rec.usage,
-            }
-            line = {"id": f"vllm-{rec.record_id}", "custom_id": item.id,
-                    "response": {"status_code": 200, "request_id": rid, "body": body}, "error": None}
-        else:
-            err = rec.error or {}
-            status = err.get("status")
-            line = {
-                "id": f"vllm-{rec.record_id}", "custom_id": item.id,
-                "response": ({"status_code": status, "request_id": rid, "body": None}
-                             if isinstance(status, int) else None),
-                "error": {"message": err.get("message") or "failed", "type": err.get("type"),
-                          "code": status},
-            }
-        out.append(line)
-    return out
-
-
-def write_output(path: str | Path, fmt: str, items: Sequence[BatchItem],
-                 records: Mapping[str, RequestRecord]) -> None:
-    """Write the final output in ``fmt`` (``seed`` or ``openai``) atomically."""
-    if fmt == "seed":
-        text = json.dumps(seed_output(items, records), indent=2, ensure_ascii=False) + "\n"
-    elif fmt == "openai":
-        text = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in openai_output_lines(items, records))
-    else:
-        raise R1Error(f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
-    atomic_write_text(path, text)
-
-
-def default_output_format(input_format: str, output: str | Path) -> str:
-    """``seed`` input → seed output, OpenAI batch input → OpenAI batch output; simple JSONL
-    follows OUTPUT's extension (``.jsonl`` → openai, else seed)."""
-    if input_format in OUTPUT_FORMATS:
-        return input_format
-    return "openai" if str(output).endswith(".jsonl") else "seed"
-
-
-def records_in_order(items: Iterable[BatchItem], records: Mapping[str, RequestRecord]) -> list[RequestRecord]:
-    return [records[i.id] for i in items if i.id in records]

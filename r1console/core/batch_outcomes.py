@@ -11,14 +11,28 @@ import heapq
 import inspect
 import random
 from collections import deque
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Sequence
 
-from r1console.core.batch_journal import RequestRecord
 from r1console.core.batch_progress import BatchEvent, EngineState
+from r1console.core.batch_record import RequestRecord
 from r1console.core.batch_retry import FREE_UNREACHABLE, ErrorKind, RetryPolicy, error_info
 from r1console.core.batch_send import Probe, _Retry, _Slot
 from r1console.core.stats import Histogram, summarize
 from r1console.core.streaming import ChatResult
+
+
+@dataclass
+class LatencySamples:
+    """The per-request latencies of the ok records so far, summarised by ``snapshot``: seconds to
+    the first token, to the first output (answer) token, end to end, per output token, and the
+    inter-token gaps (a histogram: there are many)."""
+
+    ttft: list[float] = field(default_factory=list)
+    ttfot: list[float] = field(default_factory=list)
+    e2e: list[float] = field(default_factory=list)
+    tpot: list[float] = field(default_factory=list)
+    itl: Histogram = field(default_factory=Histogram)
 
 
 class _Outcomes:
@@ -53,11 +67,7 @@ class _Outcomes:
         _failed: int
         _output_tokens: int
         _last_error: str | None
-        _ttft: list[float]
-        _ttfot: list[float]
-        _e2e: list[float]
-        _tpot: list[float]
-        _itl: Histogram
+        _samples: LatencySamples
 
         def _fill(self) -> None: ...
         def _set_state(self, state: EngineState) -> None: ...
@@ -180,11 +190,12 @@ class _Outcomes:
             if not rec.usage or rec.usage.get("completion_tokens") is None:
                 tokens = (rec.itl or {}).get("count", 0) + (1 if rec.ttft_s is not None else 0)
             self._output_tokens += int(tokens)
-            for values, v in ((self._ttft, rec.ttft_s), (self._ttfot, rec.ttfot_s), (self._e2e, rec.e2e_s)):
+            samples = self._samples
+            for values, v in ((samples.ttft, rec.ttft_s), (samples.ttfot, rec.ttfot_s), (samples.e2e, rec.e2e_s)):
                 if v is not None:
                     values.append(v)
             if tokens > 1 and rec.e2e_s is not None and rec.ttft_s is not None:
-                self._tpot.append((rec.e2e_s - rec.ttft_s) / (tokens - 1))
+                samples.tpot.append((rec.e2e_s - rec.ttft_s) / (tokens - 1))
             self._add_itl(itl_gaps)
         else:
             self._failed += 1
@@ -193,7 +204,7 @@ class _Outcomes:
     def _add_itl(self, gaps: Iterable[float]) -> None:
         for g in gaps:
             if g >= 0:
-                self._itl.add(g)
+                self._samples.itl.add(g)
 
     # -- server up/down ------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from r1console.core.batch_journal import RequestRecord
+from r1console.core.batch_record import RequestRecord
 from r1console.core.stats import EMPTY, Summary, throughput
 
 

@@ -88,6 +88,10 @@ class JobView:
         return self.state in ENDED
 
 
+def _view(views: dict[str, JobView], job: str | None) -> JobView | None:
+    return views.get(job) if job else None
+
+
 @dataclass(frozen=True)
 class Action:
     kind: str
@@ -151,66 +155,73 @@ class RelayChain:
 
     # ---- the decision ------------------------------------------------------------------
     def step(self, now: float, views: dict[str, JobView]) -> list[Action]:
+        """What to do now, given what SLURM and the replicas report (``views`` by job id)."""
         if self.gave_up or self._pending_submit:
             return []
         if self.restart_due is not None:
             return self._due(now)
+        actions = self._check_draining(now, views)
+        cur, succ = _view(views, self.current), _view(views, self.successor)
+        if succ is not None and succ.ended:
+            return actions + self._successor_failed(now, succ)
+        if succ is not None and succ.ready:
+            return actions + [self._promote(now, cur)]
+        if self.current is not None and (cur is None or cur.ended):
+            return actions + self._current_ended(now, cur)
+        if self.current is None and self.successor is None:
+            return actions
+        submit = self._successor_submit(now, cur)
+        return actions + ([submit] if submit is not None else [])
+
+    def _check_draining(self, now: float, views: dict[str, JobView]) -> list[Action]:
+        """1. Draining jobs: cancel once empty; forget one that already ended."""
         actions: list[Action] = []
-
-        def view(job: str | None) -> JobView | None:
-            return views.get(job) if job else None
-
-        # 1. draining jobs: cancel once empty (or already ended)
         for job in list(self.draining):
-            v = view(job)
+            v = _view(views, job)
             if v is None or v.ended:
                 self.draining.remove(job)
                 self.note(now, f"job {job} ended while draining ({v.state if v else 'gone'})")
             elif v.outstanding == 0:
                 actions.append(Action(CANCEL, job, "drained"))
+        return actions
 
-        cur, succ = view(self.current), view(self.successor)
+    def _successor_failed(self, now: float, succ: JobView) -> list[Action]:
+        """2. A successor that ended before it was ready: submit it again (after the backoff)."""
+        self.note(now, f"successor {self.successor} ended {succ.state} before it was ready")
+        self.successor = None
+        return self._restart(now, "successor")
 
-        # 2. a successor that failed before it was ready
-        if succ is not None and succ.ended:
-            self.note(now, f"successor {self.successor} ended {succ.state} before it was ready")
-            self.successor, succ = None, None
-            return actions + self._restart(now, "successor")
+    def _promote(self, now: float, cur: JobView | None) -> Action:
+        """3. The successor is ready: move the endpoint to it; the old job drains."""
+        old = self.current
+        self.current, self.successor = self.successor, None
+        if old and cur is not None and not cur.ended:
+            self.draining.append(old)
+        self.note(now, f"endpoint moved to {self.current}" + (f"; {old} drains" if old else ""))
+        self.restarts = 0
+        return Action(PROMOTE, self.current, f"successor ready, {old or 'nothing'} drains")
 
-        # 3. the successor is ready: move the endpoint
-        if succ is not None and succ.ready:
-            old = self.current
+    def _current_ended(self, now: float, cur: JobView | None) -> list[Action]:
+        """4. The current job ended: its successor (if any) takes over once ready, else restart."""
+        state = cur.state if cur else "GONE"
+        self.note(now, f"job {self.current} ended {state}")
+        self.current = None
+        if self.successor is not None:
+            # the successor is on its way: it becomes the current job when it is ready
             self.current, self.successor = self.successor, None
-            if old and cur is not None and not cur.ended:
-                self.draining.append(old)
-            self.note(now, f"endpoint moved to {self.current}" + (f"; {old} drains" if old else ""))
-            actions.append(Action(PROMOTE, self.current, f"successor ready, {old or 'nothing'} drains"))
-            self.restarts = 0
-            return actions
+            return []
+        return self._restart(now, "current")
 
-        # 4. the current job ended
-        if self.current is not None and (cur is None or cur.ended):
-            state = cur.state if cur else "GONE"
-            self.note(now, f"job {self.current} ended {state}")
-            self.current = None
-            if self.successor is not None:
-                # the successor is on its way: it becomes the current job when it is ready
-                self.current, self.successor = self.successor, None
-                return actions
-            return actions + self._restart(now, "current")
-
-        if self.current is None and self.successor is None:
-            return actions
-
-        # 5. time to submit the successor
+    def _successor_submit(self, now: float, cur: JobView | None) -> Action | None:
+        """5. Time to submit the successor: the ready current job has under the lead time left."""
         if cur is not None and self.successor is None and cur.state == "RUNNING" and cur.ready \
                 and cur.remaining_s is not None and cur.remaining_s <= self.policy.lead_time_s:
             if now >= self.not_before:
                 self._pending_submit = "successor"
-                actions.append(Action(SUBMIT, self.current,
-                                      f"{format_span(cur.remaining_s)} left, lead time "
-                                      f"{format_span(self.policy.lead_time_s)}"))
-        return actions
+                return Action(SUBMIT, self.current,
+                              f"{format_span(cur.remaining_s)} left, lead time "
+                              f"{format_span(self.policy.lead_time_s)}")
+        return None
 
     def _restart(self, now: float, role: str) -> list[Action]:
         """Schedule a resubmit after the backoff (or give up past max_restarts)."""
