@@ -214,158 +214,192 @@ def shard_bar(n: int, total: int, elapsed: float, desc: str = "Loading safetenso
     return f"{desc}: {pct:3.0f}% Completed | {n}/{total} [{_tqdm_time(elapsed)}<{remaining}, {rate}]"
 
 
-def startup_log_lines(spec: StartupSpec | None = None, start: _dt.datetime | None = None) -> list[LogLine]:
-    """The startup of ``vllm serve`` for DeepSeek-R1 as the version logs it, ending with the server
-    ready (uvicorn "Application startup complete." on stderr). Offsets are seconds from ``start``."""
-    spec = spec or StartupSpec()
-    start = start or _dt.datetime.now()
-    fmt = VllmLogFormat(spec.version, spec.api_pid, spec.api_pid + 136)
-    v = fmt.v
-    out: list[LogLine] = []
-    served = spec.served_model_name or spec.model
-    world = spec.tensor_parallel_size * spec.pipeline_parallel_size
-    ray = spec.backend == "ray"
-    worker_ips = spec.worker_ips or tuple(
-        f"10.20.1.{125 + i}" for i in range(max(0, spec.nodes - 1)))
-    # decorate_logs names the engine process EngineCore_DP0 (0.10-~0.24); 0.32 logs "(EngineCore pid=N)"
-    engine_proc = "EngineCore_DP0" if (0, 10, 0) <= v < (0, 25, 0) else "EngineCore"
+class _StartupLog:
+    """The lines of one startup as they are written: the version's format, who prints (API server, engine
+    core, Ray workers) and the list they go to."""
 
-    def at(t: float) -> _dt.datetime:
-        return start + _dt.timedelta(seconds=t)
+    def __init__(self, spec: StartupSpec, start: _dt.datetime) -> None:
+        self.spec = spec
+        self.start = start
+        self.fmt = VllmLogFormat(spec.version, spec.api_pid, spec.api_pid + 136)
+        self.v = self.fmt.v
+        self.out: list[LogLine] = []
+        self.world = spec.tensor_parallel_size * spec.pipeline_parallel_size
+        self.ray = spec.backend == "ray"
+        self.worker_ips = spec.worker_ips or tuple(f"10.20.1.{125 + i}" for i in range(max(0, spec.nodes - 1)))
+        # decorate_logs names the engine process EngineCore_DP0 (0.10-~0.24); 0.32 logs "(EngineCore pid=N)"
+        self.engine = "EngineCore_DP0" if (0, 10, 0) <= self.v < (0, 25, 0) else "EngineCore"
 
-    def log(t: float, fileinfo: str, msg: str, *, level: str = "INFO", process: str = "APIServer",
+    def at(self, t: float) -> _dt.datetime:
+        return self.start + _dt.timedelta(seconds=t)
+
+    def log(self, t: float, fileinfo: str, msg: str, *, level: str = "INFO", process: str = "APIServer",
             ray_actor: str | None = None) -> None:
-        out.append(LogLine(t, "out", fmt.line(at(t), fileinfo, msg, level=level, process=process,
-                                              ray=ray_actor)))
+        self.out.append(LogLine(t, "out", self.fmt.line(self.at(t), fileinfo, msg, level=level, process=process,
+                                                        ray=ray_actor)))
 
-    def worker(i: int) -> str | None:
+    def engine_log(self, t: float, fileinfo: str, msg: str) -> None:
+        self.log(t, fileinfo, msg, process=self.engine)
+
+    def worker(self, i: int) -> str | None:
         """Ray prefix of the rank-``i`` worker (head-node workers carry no ip)."""
-        if not ray:
+        if not self.ray:
             return None
         pid = 927 + i * 7
-        node = i // max(1, spec.gpus_per_node)
-        return f"RayWorkerWrapper pid={pid}" + (f", ip={worker_ips[node - 1]}" if node >= 1 else "")
+        node = i // max(1, self.spec.gpus_per_node)
+        return f"RayWorkerWrapper pid={pid}" + (f", ip={self.worker_ips[node - 1]}" if node >= 1 else "")
 
-    def repeated(t: float, fileinfo: str, msg: str, proc: str = engine_proc) -> None:
+    def repeated(self, t: float, fileinfo: str, msg: str) -> None:
         """A line every worker prints: rank 0's, then Ray's deduplicated "[repeated Nx ...]"."""
-        log(t, fileinfo, msg, process=proc, ray_actor=worker(0))
-        if ray and world > 1:
-            log(t + 0.4, fileinfo, f"{msg} [repeated {world - 1}x across cluster]", process=proc,
-                ray_actor=worker(spec.gpus_per_node))
+        self.log(t, fileinfo, msg, process=self.engine, ray_actor=self.worker(0))
+        if self.ray and self.world > 1:
+            self.log(t + 0.4, fileinfo, f"{msg} [repeated {self.world - 1}x across cluster]", process=self.engine,
+                     ray_actor=self.worker(self.spec.gpus_per_node))
 
-    t = 0.0
+
+def _serve_args(spec: StartupSpec) -> dict[str, Any]:
+    """The non-default arguments ``vllm serve`` logs for the spec."""
+    args = {"model_tag": spec.model, "host": spec.host, "port": spec.port, "model": spec.model,
+            "trust_remote_code": True, "max_model_len": spec.max_model_len,
+            "tensor_parallel_size": spec.tensor_parallel_size,
+            "distributed_executor_backend": spec.backend, "gpu_memory_utilization": spec.gpu_memory_utilization}
+    optional = {"max_num_seqs": spec.max_num_seqs, "max_num_batched_tokens": spec.max_num_batched_tokens,
+                "served_model_name": [spec.served_model_name] if spec.served_model_name else None,
+                "reasoning_parser": spec.reasoning_parser, "enforce_eager": True if spec.enforce_eager else None}
+    args.update({key: value for key, value in optional.items() if value})
+    return args
+
+
+def _api_server_start(w: _StartupLog) -> float:
+    """The platform, the version banner and the arguments; the time after them."""
+    spec, v, t = w.spec, w.v, 0.0
     if v < (0, 11, 0):
-        log(t, "__init__.py:239", "Automatically detected platform cuda.")
+        w.log(t, "__init__.py:239", "Automatically detected platform cuda.")
     t += 4.0
     if v >= (0, 32, 0):
         for art in ("", "       █     █     █▄   ▄█",
                     f" ▄▄ ▄█ █     █     █ ▀▄▀ █  version {spec.version}",
                     f"  █▄█▀ █     █     █     █  model   {spec.model}",
                     "   ▀▀  ▀▀▀▀▀ ▀▀▀▀▀ ▀     ▀", ""):
-            log(t, "api_utils.py:347", art)
+            w.log(t, "api_utils.py:347", art)
     else:
-        log(t, "api_server.py:1043", f"vLLM API server version {spec.version}")
-    args = {"model_tag": spec.model, "host": spec.host, "port": spec.port, "model": spec.model,
-            "trust_remote_code": True, "max_model_len": spec.max_model_len,
-            "tensor_parallel_size": spec.tensor_parallel_size,
-            "distributed_executor_backend": spec.backend, "gpu_memory_utilization": spec.gpu_memory_utilization}
-    if spec.max_num_seqs:
-        args["max_num_seqs"] = spec.max_num_seqs
-    if spec.max_num_batched_tokens:
-        args["max_num_batched_tokens"] = spec.max_num_batched_tokens
-    if spec.served_model_name:
-        args["served_model_name"] = [spec.served_model_name]
-    if spec.reasoning_parser:
-        args["reasoning_parser"] = spec.reasoning_parser
-    if spec.enforce_eager:
-        args["enforce_eager"] = True
+        w.log(t, "api_server.py:1043", f"vLLM API server version {spec.version}")
+    args = _serve_args(spec)
     if v >= (0, 10, 0):
-        log(t, "api_utils.py:286" if v >= (0, 18, 0) else "utils.py:326", f"non-default args: {args!r}")
+        w.log(t, "api_utils.py:286" if v >= (0, 18, 0) else "utils.py:326", f"non-default args: {args!r}")
     else:
         inner = ", ".join(f"{k}={val!r}" for k, val in args.items())
-        log(t, "api_server.py:1044", f"args: Namespace({inner})")
-    t += 14.0
+        w.log(t, "api_server.py:1044", f"args: Namespace({inner})")
+    return t + 14.0
+
+
+def _engine_config(w: _StartupLog, t: float) -> float:
+    """The model's architecture and the engine's config line (and Ray's placement group)."""
+    spec, v = w.spec, w.v
     if v >= (0, 11, 0):
-        log(t, "model.py:733", "Resolved architecture: DeepseekV3ForCausalLM")
-        log(t, "model.py:2152", f"Using max model len {spec.max_model_len}")
+        w.log(t, "model.py:733", "Resolved architecture: DeepseekV3ForCausalLM")
+        w.log(t, "model.py:2152", f"Using max model len {spec.max_model_len}")
     else:
-        log(t, "config.py:717", "This model supports multiple tasks: {'generate', 'embed', 'reward', "
-                                "'classify', 'score'}. Defaulting to 'generate'.")
+        w.log(t, "config.py:717", "This model supports multiple tasks: {'generate', 'embed', 'reward', "
+                                  "'classify', 'score'}. Defaulting to 'generate'.")
     mbt = spec.max_num_batched_tokens or 8192
-    log(t, "config.py:2003" if v < (0, 11, 0) else "scheduler.py:229",
-        f"Chunked prefill is enabled with max_num_batched_tokens={mbt}.")
+    w.log(t, "config.py:2003" if v < (0, 11, 0) else "scheduler.py:229",
+          f"Chunked prefill is enabled with max_num_batched_tokens={mbt}.")
     if v < (0, 11, 0):
-        log(t, "cuda.py:156", "Forcing kv cache block size to 64 for FlashMLA backend.")
+        w.log(t, "cuda.py:156", "Forcing kv cache block size to 64 for FlashMLA backend.")
     t += 9.0
-    log(t, "core.py:58" if v < (0, 11, 0) else "core.py:133",
-        f"Initializing a V1 LLM engine (v{spec.version}) with config: model='{spec.model}', "
-        f"speculative_config=None, tokenizer='{spec.model}', skip_tokenizer_init=False, tokenizer_mode=auto, "
-        f"revision=None, tokenizer_revision=None, trust_remote_code=True, dtype=torch.bfloat16, "
-        f"max_seq_len={spec.max_model_len}, download_dir=None, load_format=auto, "
-        f"tensor_parallel_size={spec.tensor_parallel_size}, pipeline_parallel_size={spec.pipeline_parallel_size}, "
-        f"disable_custom_all_reduce=False, quantization=fp8, enforce_eager={spec.enforce_eager}, "
-        f"kv_cache_dtype=auto, device_config=cuda, seed=0, served_model_name={served}",
-        process=engine_proc)
-    if ray:
+    served = spec.served_model_name or spec.model
+    w.engine_log(t, "core.py:58" if v < (0, 11, 0) else "core.py:133",
+                 f"Initializing a V1 LLM engine (v{spec.version}) with config: model='{spec.model}', "
+                 f"speculative_config=None, tokenizer='{spec.model}', skip_tokenizer_init=False, tokenizer_mode=auto, "
+                 f"revision=None, tokenizer_revision=None, trust_remote_code=True, dtype=torch.bfloat16, "
+                 f"max_seq_len={spec.max_model_len}, download_dir=None, load_format=auto, "
+                 f"tensor_parallel_size={spec.tensor_parallel_size}, "
+                 f"pipeline_parallel_size={spec.pipeline_parallel_size}, "
+                 f"disable_custom_all_reduce=False, quantization=fp8, enforce_eager={spec.enforce_eager}, "
+                 f"kv_cache_dtype=auto, device_config=cuda, seed=0, served_model_name={served}")
+    if w.ray:
         t += 2.0
-        log(t, "ray_utils.py:335", "No current placement group found. Creating a new placement group.",
-            process=engine_proc)
-        log(t, "ray_distributed_executor.py:176", "use_ray_spmd_worker: True", process=engine_proc)
+        w.engine_log(t, "ray_utils.py:335", "No current placement group found. Creating a new placement group.")
+        w.engine_log(t, "ray_distributed_executor.py:176", "use_ray_spmd_worker: True")
         t += 25.0
-    repeated(t, "cuda.py:221" if v < (0, 11, 0) else "cuda.py:362",
-             "Using FlashMLA backend on V1 engine." if v < (0, 11, 0) else "Using FLASHMLA attention backend.")
+    return t
+
+
+def _load_weights(w: _StartupLog, t: float) -> float:
+    """The attention backend, the ranks, tqdm's bar over every shard and the loading times."""
+    spec, v = w.spec, w.v
+    w.repeated(t, "cuda.py:221" if v < (0, 11, 0) else "cuda.py:362",
+               "Using FlashMLA backend on V1 engine." if v < (0, 11, 0) else "Using FLASHMLA attention backend.")
     t += 3.0
-    log(t, "parallel_state.py:1004", f"rank 0 in world size {world} is assigned as DP rank 0, PP rank 0, "
-                                     f"TP rank 0", process=engine_proc, ray_actor=worker(0))
-    repeated(t + 1.0, "gpu_model_runner.py:1329", f"Starting to load model {spec.model}...")
+    w.log(t, "parallel_state.py:1004", f"rank 0 in world size {w.world} is assigned as DP rank 0, PP rank 0, "
+                                       f"TP rank 0", process=w.engine, ray_actor=w.worker(0))
+    w.repeated(t + 1.0, "gpu_model_runner.py:1329", f"Starting to load model {spec.model}...")
     t += 2.0
-    log(t, "weight_utils.py:265", "Using model weights format ['*.safetensors']", process=engine_proc,
-        ray_actor=worker(0))
+    w.log(t, "weight_utils.py:265", "Using model weights format ['*.safetensors']", process=w.engine,
+          ray_actor=w.worker(0))
     t += 1.0
     total, per = spec.shards, spec.load_seconds / max(1, spec.shards)
     for n in range(total + 1):
-        out.append(LogLine(t + n * per, "err", shard_bar(n, total, n * per), cr=True))
+        w.out.append(LogLine(t + n * per, "err", shard_bar(n, total, n * per), cr=True))
     t += spec.load_seconds
-    out.append(LogLine(t, "err", ""))
-    repeated(t + 0.5, "loader.py:458" if v < (0, 11, 0) else
-             "default_loader.py:314" if v < (0, 32, 0) else "default_loader.py:501",
-             f"Loading weights took {spec.load_seconds:.2f} seconds")
+    w.out.append(LogLine(t, "err", ""))
+    w.repeated(t + 0.5, "loader.py:458" if v < (0, 11, 0) else
+               "default_loader.py:314" if v < (0, 32, 0) else "default_loader.py:501",
+               f"Loading weights took {spec.load_seconds:.2f} seconds")
     t += 3.0
-    gib_weights = 671e9 / world / 2**30 + 0.3
+    gib_weights = 671e9 / w.world / 2**30 + 0.3
     if v < (0, 11, 0):
-        repeated(t, "gpu_model_runner.py:1347",
-                 f"Model loading took {gib_weights:.4f} GiB and {spec.load_seconds + 3.0:.6f} seconds")
+        w.repeated(t, "gpu_model_runner.py:1347",
+                   f"Model loading took {gib_weights:.4f} GiB and {spec.load_seconds + 3.0:.6f} seconds")
     else:
-        repeated(t, "gpu_model_runner.py:2862",
-                 f"Model loading took {gib_weights:.4f} GiB memory and {spec.load_seconds + 3.0:.6f} seconds")
-    t += 18.0
+        w.repeated(t, "gpu_model_runner.py:2862",
+                   f"Model loading took {gib_weights:.4f} GiB memory and {spec.load_seconds + 3.0:.6f} seconds")
+    return t + 18.0
+
+
+def _kv_cache_and_warmup(w: _StartupLog, t: float) -> float:
+    """The KV cache's size, CUDA graphs, the engine's init time and the default sampling params."""
+    spec, v = w.spec, w.v
     if v >= (0, 9, 0):
         kv_gib = spec.kv_cache_tokens * KV_BYTES_PER_TOKEN / 2**30
-        repeated(t, "gpu_worker.py:227", f"Available KV cache memory: {kv_gib:.2f} GiB")
+        w.repeated(t, "gpu_worker.py:227", f"Available KV cache memory: {kv_gib:.2f} GiB")
     conc = spec.kv_cache_tokens / spec.max_model_len
     if v >= (0, 32, 0):
-        log(t, "kv_cache_utils.py:2327", f"GPU KV cache size: {spec.kv_cache_tokens:,} tokens, Maximum concurrency "
-                                         f"for {spec.max_model_len:,} tokens per request: {conc:.2f}x",
-            process=engine_proc)
+        w.engine_log(t, "kv_cache_utils.py:2327", f"GPU KV cache size: {spec.kv_cache_tokens:,} tokens, Maximum "
+                                                  f"concurrency for {spec.max_model_len:,} tokens per request: "
+                                                  f"{conc:.2f}x")
     else:
-        log(t, "kv_cache_utils.py:634", f"GPU KV cache size: {spec.kv_cache_tokens:,} tokens", process=engine_proc)
-        log(t, "kv_cache_utils.py:637", f"Maximum concurrency for {spec.max_model_len:,} tokens per request: "
-                                        f"{conc:.2f}x", process=engine_proc)
+        w.engine_log(t, "kv_cache_utils.py:634", f"GPU KV cache size: {spec.kv_cache_tokens:,} tokens")
+        w.engine_log(t, "kv_cache_utils.py:637", f"Maximum concurrency for {spec.max_model_len:,} tokens per "
+                                                 f"request: {conc:.2f}x")
     init = 21.0
     if not spec.enforce_eager:
         t += 35.0
         init += 35.0
-        repeated(t, "gpu_model_runner.py:1686", "Graph capturing finished in 35 secs, took 2.11 GiB")
+        w.repeated(t, "gpu_model_runner.py:1686", "Graph capturing finished in 35 secs, took 2.11 GiB")
     t += 2.0
     unit = " s" if v >= (0, 32, 0) else " seconds"  # 0.32: "took 68.40 s"
-    log(t, "core.py:159" if v < (0, 11, 0) else "core.py:402",
-        f"init engine (profile, create kv cache, warmup model) took {init:.2f}{unit}", process=engine_proc)
+    w.engine_log(t, "core.py:159" if v < (0, 11, 0) else "core.py:402",
+                 f"init engine (profile, create kv cache, warmup model) took {init:.2f}{unit}")
     if v < (0, 11, 0):
         blocks = spec.kv_cache_tokens // 64
-        log(t, "loggers.py:134", f"vllm cache_config_info with initialization after num_gpu_blocks is: {blocks}")
+        w.log(t, "loggers.py:134", f"vllm cache_config_info with initialization after num_gpu_blocks is: {blocks}")
     t += 1.0
-    log(t, "serving_chat.py:118" if v < (0, 11, 0) else "model.py:1893",
-        "Using default chat sampling params from model: {'temperature': 0.6, 'top_p': 0.95}")
-    out.extend(ready_log_lines(spec.version, spec.host, spec.port, at(t), api_pid=spec.api_pid, offset_s=t))
-    out.sort(key=lambda line: line.offset_s)  # stable: same-time lines keep their order
-    return out
+    w.log(t, "serving_chat.py:118" if v < (0, 11, 0) else "model.py:1893",
+          "Using default chat sampling params from model: {'temperature': 0.6, 'top_p': 0.95}")
+    return t
+
+
+def startup_log_lines(spec: StartupSpec | None = None, start: _dt.datetime | None = None) -> list[LogLine]:
+    """The startup of ``vllm serve`` for DeepSeek-R1 as the version logs it, ending with the server
+    ready (uvicorn "Application startup complete." on stderr). Offsets are seconds from ``start``."""
+    spec = spec or StartupSpec()
+    w = _StartupLog(spec, start or _dt.datetime.now())
+    t = _api_server_start(w)
+    t = _engine_config(w, t)
+    t = _load_weights(w, t)
+    t = _kv_cache_and_warmup(w, t)
+    w.out.extend(ready_log_lines(spec.version, spec.host, spec.port, w.at(t), api_pid=spec.api_pid, offset_s=t))
+    w.out.sort(key=lambda line: line.offset_s)  # stable: same-time lines keep their order
+    return w.out

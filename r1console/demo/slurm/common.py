@@ -8,13 +8,14 @@ import time
 from typing import Any
 
 from r1console.core.slurm_parse import format_duration
+from r1console.core.slurm_states import ACTIVE_STATES, PENDING_STATES
+from r1console.core.slurm_states import COMPACT as _STATE_OF_CODE
 
 INVALID_JOB_ID = "slurm_load_jobs error: Invalid job id specified\n"
-ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED")
-ENDED = ("COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
-COMPACT = {"PENDING": "PD", "RUNNING": "R", "COMPLETED": "CD", "CANCELLED": "CA", "FAILED": "F",
-           "TIMEOUT": "TO", "COMPLETING": "CG", "CONFIGURING": "CF", "NODE_FAIL": "NF", "SUSPENDED": "S",
-           "OUT_OF_MEMORY": "OOM"}
+# The states come from the one table (core.slurm_states): a job slurmctld still holds as pending or
+# active is what squeue lists by default and scancel can end; COMPACT is squeue's %t code of a state.
+ACTIVE = PENDING_STATES | ACTIVE_STATES
+COMPACT = {state: code for code, state in _STATE_OF_CODE.items()}
 KILL_WAIT_S = 30  # slurm.conf KillWait (srun prints "Waiting up to KillWait+2 seconds")
 
 
@@ -102,7 +103,7 @@ def _parse_sacct_time(text: str) -> float | None:
     return None
 
 
-_FROM_COMPACT = {v: k for k, v in COMPACT.items()}
+_FROM_COMPACT = _STATE_OF_CODE
 _SQUEUE_HEADERS = {
     "i": "JOBID", "A": "JOBID", "j": "NAME", "T": "STATE", "t": "ST", "r": "REASON", "R": "NODELIST(REASON)",
     "B": "EXEC_HOST", "D": "NODES", "M": "TIME", "l": "TIME_LIMIT", "L": "TIME_LEFT", "S": "START_TIME",

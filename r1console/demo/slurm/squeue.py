@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getopt
 import json
+from dataclasses import dataclass
+from typing import Any
 
 from r1console.core.slurm_parse import format_duration
 from r1console.demo.slurm.common import (
@@ -22,67 +24,84 @@ from r1console.demo.slurm.common import (
 from r1console.demo.slurm.model import SimJob
 
 
+@dataclass
+class _SqueueOptions:
+    header: bool = True
+    fmt: str | None = None            # -o
+    states: set[str] | None = None    # -t, upper case (long names or compact codes, or ALL)
+    users: set[str] | None = None
+    ids: list[str] | None = None
+    parts: set[str] | None = None
+    json: bool = False
+
+
+_UNSUPPORTED = ("-O", "--Format", "--yaml", "-s", "--steps", "-i", "--iterate")
+_header = ("header", False)
+_fmt = ("fmt", str)
+_states = ("states", lambda v: {s.strip().upper() for s in v.split(",") if s.strip()})
+_users = ("users", lambda v: {u.strip() for u in v.split(",") if u.strip()})
+_ids = ("ids", lambda v: [i.strip() for i in v.split(",") if i.strip()])
+_parts = ("parts", lambda v: {p.strip() for p in v.split(",")})
+# option -> (attribute of _SqueueOptions, its value: a constant, or how the option's argument is read)
+_SQUEUE_OPTIONS: dict[str, tuple[str, Any]] = {
+    "-h": _header, "--noheader": _header, "-o": _fmt, "--format": _fmt, "-t": _states, "--states": _states,
+    "-u": _users, "--user": _users, "-j": _ids, "--jobs": _ids, "-p": _parts, "--partition": _parts,
+    "--json": ("json", True),
+}
+
+
+def _squeue_options(args: list[str], me: str) -> _SqueueOptions | str:
+    """The options squeue is given, or its error for one the demo does not emulate."""
+    pairs, _ = getopt.gnu_getopt(args, "hj:o:t:u:p:lavrO:S:i:M:w:n:q:A:s", [
+        "noheader", "jobs=", "format=", "states=", "user=", "partition=", "long", "all", "json", "me",
+        "array", "Format=", "sort=", "iterate=", "clusters=", "nodelist=", "name=", "qos=", "account=",
+        "steps", "verbose", "yaml"])
+    opts = _SqueueOptions()
+    for key, value in pairs:
+        if key in _UNSUPPORTED:
+            return f"squeue: error: {key} is not supported on the demo cluster\n"
+        if key == "--me":
+            opts.users = {me}
+        elif key in _SQUEUE_OPTIONS:
+            name, read = _SQUEUE_OPTIONS[key]
+            setattr(opts, name, read(value) if callable(read) else read)
+    return opts
+
+
 class SqueueCommand:
     """The ``squeue`` part of :class:`~r1console.demo.sim_cluster.SimCluster`
     (a mixin over the cluster's state)."""
 
     async def _squeue(self, args: list[str]) -> tuple[int, str, str]:
-        opts, _ = getopt.gnu_getopt(args, "hj:o:t:u:p:lavrO:S:i:M:w:n:q:A:s", [
-            "noheader", "jobs=", "format=", "states=", "user=", "partition=", "long", "all", "json", "me",
-            "array", "Format=", "sort=", "iterate=", "clusters=", "nodelist=", "name=", "qos=", "account=",
-            "steps", "verbose", "yaml"])
-        header, fmt, states, users, ids, parts = True, None, None, None, None, None
-        want_json = False
-        for key, value in opts:
-            if key in ("-h", "--noheader"):
-                header = False
-            elif key in ("-o", "--format"):
-                fmt = value
-            elif key in ("-t", "--states"):
-                states = {s.strip().upper() for s in value.split(",") if s.strip()}
-            elif key in ("-u", "--user"):
-                users = {u.strip() for u in value.split(",") if u.strip()}
-            elif key == "--me":
-                users = {self.user}
-            elif key in ("-j", "--jobs"):
-                ids = [i.strip() for i in value.split(",") if i.strip()]
-            elif key in ("-p", "--partition"):
-                parts = {p.strip() for p in value.split(",")}
-            elif key == "--json":
-                want_json = True
-            elif key in ("-O", "--Format", "--yaml", "-s", "--steps", "-i", "--iterate"):
-                return 1, "", f"squeue: error: {key} is not supported on the demo cluster\n"
+        opts = _squeue_options(args, self.user)
+        if isinstance(opts, str):
+            return 1, "", opts
         jobs = [j for j in self.jobs.values() if self.visible(j)]
-        if ids is not None:
-            wanted = set()
-            for text in ids:
-                job = self.job(text)
-                if job is not None and self.visible(job):
-                    wanted.add(job.job_id)
+        if opts.ids is not None:
+            wanted = {job.job_id for job in map(self.job, opts.ids) if job is not None and self.visible(job)}
             if not wanted:
                 return 1, "", INVALID_JOB_ID
             jobs = [j for j in jobs if j.job_id in wanted]
-        if users is not None:
-            jobs = [j for j in jobs if j.user in users]
-        if parts is not None:
-            jobs = [j for j in jobs if j.partition in parts]
-        if want_json:
+        if opts.users is not None:
+            jobs = [j for j in jobs if j.user in opts.users]
+        if opts.parts is not None:
+            jobs = [j for j in jobs if j.partition in opts.parts]
+        if opts.json:
             return 0, self._squeue_json(jobs), ""
-        if states is None:
+        if opts.states is None:
             jobs = [j for j in jobs if j.state in ACTIVE]
-        elif "ALL" not in states:
-            names = {s if s not in _FROM_COMPACT else _FROM_COMPACT[s] for s in states}
+        elif "ALL" not in opts.states:
+            names = {s if s not in _FROM_COMPACT else _FROM_COMPACT[s] for s in opts.states}
             jobs = [j for j in jobs if j.state in names]
         order = {"PENDING": 0, "RUNNING": 1}
         jobs.sort(key=lambda j: (order.get(j.state, 2), j.job_id))
-        fmt = fmt or "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
         try:
-            spec = _parse_format(fmt)
+            spec = _parse_format(opts.fmt or "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R")
         except ValueError as err:
             return 1, "", f"squeue: error: Invalid job format specification: {err}\n"
         now = self.now()
         lines = []
-        if header:
+        if opts.header:
             lines.append(_render_format(spec, lambda code: _SQUEUE_HEADERS.get(code, code.upper())))
         for job in jobs:
             lines.append(_render_format(spec, lambda code, job=job: self._squeue_value(job, code, now)))
@@ -128,9 +147,6 @@ class SqueueCommand:
 
     def _job_json(self, job: SimJob, now: float) -> dict:
         pending = job.state == "PENDING"
-        rc, _, sig = job.exit_code.partition(":")
-        signal_id = int(sig or 0)
-        status = ["SUCCESS"] if rc == "0" and not signal_id else (["SIGNALED"] if signal_id else ["ERROR"])
         expected_end = (job.start + job.time_limit_s) if job.start is not None and job.time_limit_s else None
         end = job.end if job.end is not None else (expected_end if not pending else None)
         flags = [job.state] if job.state else ["PENDING"]
@@ -148,19 +164,13 @@ class SqueueCommand:
             "dependency": "", "derived_exit_code": 0, "eligible_time": _num(int(job.submit)),
             "end_time": _num(int(end) if end else 0),
             "excluded_nodes": "",
-            "exit_code": {"status": status, "return_code": _num(int(rc or 0)),
-                          "signal": {"id": {"set": bool(signal_id), "infinite": False, "number": signal_id},
-                                     "name": "SIGTERM" if signal_id == 15 else ""}},
+            "exit_code": _exit_code_json(job.exit_code),
             "features": job.features, "federation_origin": "", "federation_siblings_active": "",
             "federation_siblings_viable": "",
             "gres_detail": [f"gpu:{job.gpus_per_node}(IDX:0-{job.gpus_per_node - 1})"]
             if job.gpus_per_node and job.state == "RUNNING" else [],
             "group_id": job.uid, "group_name": job.user, "job_id": job.job_id,
-            "job_resources": {} if pending or not job.nodes else {
-                "nodes": job.nodelist, "allocated_cores": job.cpus, "allocated_hosts": len(job.nodes),
-                "allocated_nodes": [{"sockets": {"0": {"cores": {"0": "allocated"}}}, "nodename": n,
-                                     "cpus_used": job.cpus_per_task, "memory_used": 0,
-                                     "memory_allocated": job.mem_mb or 0} for n in job.nodes]},
+            "job_resources": {} if pending or not job.nodes else _job_resources_json(job),
             "job_state": flags, "last_sched_evaluation": _num(int(job.start or job.submit)),
             "licenses": "", "max_cpus": 0, "max_nodes": 0, "mcs_label": "", "memory_per_tres": "",
             "name": job.name, "nodes": job.nodelist if not pending else "", "nice": None,
@@ -190,3 +200,21 @@ class SqueueCommand:
             "tres_alloc_str": job.tres(alloc=True) if not pending else "", "user_id": job.uid,
             "user_name": job.user, "wckey": "", "current_working_directory": job.workdir,
         }
+
+
+def _exit_code_json(exit_code: str) -> dict:
+    """``"0:15"`` -> squeue --json's ``exit_code``: status flags, return code, signal."""
+    rc, _, sig = exit_code.partition(":")
+    signal_id = int(sig or 0)
+    status = ["SUCCESS"] if rc == "0" and not signal_id else (["SIGNALED"] if signal_id else ["ERROR"])
+    return {"status": status, "return_code": _num(int(rc or 0)),
+            "signal": {"id": {"set": bool(signal_id), "infinite": False, "number": signal_id},
+                       "name": "SIGTERM" if signal_id == 15 else ""}}
+
+
+def _job_resources_json(job: SimJob) -> dict:
+    """The allocation of a job that has nodes: whole nodes, its cores and memory on each."""
+    return {"nodes": job.nodelist, "allocated_cores": job.cpus, "allocated_hosts": len(job.nodes),
+            "allocated_nodes": [{"sockets": {"0": {"cores": {"0": "allocated"}}}, "nodename": n,
+                                 "cpus_used": job.cpus_per_task, "memory_used": 0,
+                                 "memory_allocated": job.mem_mb or 0} for n in job.nodes]}

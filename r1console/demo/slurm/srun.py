@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import getopt
+from dataclasses import dataclass
 from typing import Any
 
 from r1console.core.slurm_parse import expand_hostlist
@@ -17,39 +18,26 @@ class SrunCommand:
     (a mixin over the cluster's state)."""
 
     async def _srun(self, args: list[str]) -> tuple[int, str, str]:
-        opts, command = getopt.getopt(args, "N:n:w:lo:e:J:t:c:u", [
-            "jobid=", "overlap", "nodes=", "ntasks=", "ntasks-per-node=", "nodelist=", "label", "exact",
-            "output=", "error=", "job-name=", "time=", "cpus-per-task=", "unbuffered", "gpus=", "gpus-per-node=",
-            "mem=", "overcommit", "quiet"])
-        job_text, label, count, nodelist = None, False, None, None
-        for key, value in opts:
-            if key == "--jobid":
-                job_text = value
-            elif key in ("-l", "--label"):
-                label = True
-            elif key in ("-N", "--nodes"):
-                count = int(value) if value.isdigit() else None
-            elif key in ("-w", "--nodelist"):
-                nodelist = expand_hostlist(value)
+        opts, command = _srun_options(args)
         if not command:
             return 1, "", "srun: fatal: No command given to execute.\n"
+        job_text, count = opts.job_text, opts.count
         if job_text is None:
             return 1, "", "srun: error: Unable to allocate resources: the demo cluster runs only --jobid steps\n"
         job = self.job(job_text)
-        expired = f"srun: Check SLURM_JOB_ID environment variable. Expired or invalid job {job_text}\n"
-        if job is None or (job.purged and job.state not in ACTIVE):
-            return 1, "", (f"srun: error: Unable to confirm allocation for job {job_text}: Invalid job id "
-                           f"specified\n{expired}")
-        if job.state == "PENDING":
-            return 1, "", (f"srun: error: Unable to confirm allocation for job {job_text}: Job is pending "
-                           f"execution\n{expired}")
-        if job.state != "RUNNING":
-            return 1, "", f"srun: error: Slurm job {job_text} has expired\n{expired}"
-        targets = nodelist or job.nodes[:count or len(job.nodes)]
+        refusal = _step_refusal(job, job_text)
+        if refusal:
+            return 1, "", refusal
+        targets = opts.nodelist or job.nodes[:count or len(job.nodes)]
         if (count and count > len(job.nodes)) or any(n not in job.nodes for n in targets):
             return 1, "", (f"srun: error: Unable to create step for job {job_text}: Requested node configuration "
                            "is not available\n")
         job.next_step += 1
+        return self._run_tasks(job, targets, command, opts.label)
+
+    def _run_tasks(self, job: SimJob, targets: list[str], command: list[str],
+                   label: bool) -> tuple[int, str, str]:
+        """One task per node: ``hostname``, ``nvidia-smi``, or a program the nodes do not have."""
         program = command[0].rsplit("/", 1)[-1]
         out: list[str] = []
         err: list[str] = []
@@ -144,3 +132,44 @@ class SrunCommand:
             lines.append("|                                         |                        |             Disabled |")
             lines.append(bar)
         return lines
+
+
+@dataclass
+class _SrunOptions:
+    job_text: str | None = None        # --jobid
+    label: bool = False                # -l: "task: " before each line
+    count: int | None = None           # -N
+    nodelist: list[str] | None = None  # -w
+
+
+def _srun_options(args: list[str]) -> tuple[_SrunOptions, list[str]]:
+    """The options srun is given (the ones the demo reads), and the command after them."""
+    pairs, command = getopt.getopt(args, "N:n:w:lo:e:J:t:c:u", [
+        "jobid=", "overlap", "nodes=", "ntasks=", "ntasks-per-node=", "nodelist=", "label", "exact",
+        "output=", "error=", "job-name=", "time=", "cpus-per-task=", "unbuffered", "gpus=", "gpus-per-node=",
+        "mem=", "overcommit", "quiet"])
+    opts = _SrunOptions()
+    for key, value in pairs:
+        if key == "--jobid":
+            opts.job_text = value
+        elif key in ("-l", "--label"):
+            opts.label = True
+        elif key in ("-N", "--nodes"):
+            opts.count = int(value) if value.isdigit() else None
+        elif key in ("-w", "--nodelist"):
+            opts.nodelist = expand_hostlist(value)
+    return opts, command
+
+
+def _step_refusal(job: SimJob | None, job_text: str) -> str:
+    """srun's error when the job cannot run a step (unknown, pending or ended); "" when it can."""
+    expired = f"srun: Check SLURM_JOB_ID environment variable. Expired or invalid job {job_text}\n"
+    if job is None or (job.purged and job.state not in ACTIVE):
+        return (f"srun: error: Unable to confirm allocation for job {job_text}: Invalid job id "
+                f"specified\n{expired}")
+    if job.state == "PENDING":
+        return (f"srun: error: Unable to confirm allocation for job {job_text}: Job is pending "
+                f"execution\n{expired}")
+    if job.state != "RUNNING":
+        return f"srun: error: Slurm job {job_text} has expired\n{expired}"
+    return ""

@@ -16,17 +16,24 @@ What is modelled
 
 Times are simulated seconds (``SimEngine.now``); the HTTP server maps them to wall time with its
 ``time_scale``. Everything is deterministic for a given ``seed`` and sequence of calls.
+
+The curve and length model are in ``vllm/calibration``, the request in ``vllm/request``, the counters and
+histograms in ``vllm/metrics``; this module re-exports their names.
 """
 
 from __future__ import annotations
 
-import math
 import random
-from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable
 
+from r1console.demo.vllm.calibration import (  # importers of the engine still find the calibration
+    DEFAULT_KV_CACHE_TOKENS,
+    SEED_DEFAULT_BATCHING,
+    SEED_SATURATION_TOK_S,
+    DecodeCurve,
+    LengthModel,
+)
 from r1console.demo.vllm.metrics import (  # the metrics moved out; importers of the engine still find them
     FINISH_REASONS,
     ITERATION_BUCKETS,
@@ -39,91 +46,18 @@ from r1console.demo.vllm.metrics import (  # the metrics moved out; importers of
     Histogram,
     buckets_1_2_5,
 )
-
-# Seed (KempnerInstitute/distributed-inference-vllm, generate_fig_2.py): default batching on 16 x H100,
-# concurrency -> aggregate output tok/s. Beyond 1024 (vLLM's default max_num_seqs there) it is flat.
-SEED_DEFAULT_BATCHING: tuple[tuple[int, float], ...] = (
-    (1, 10.3), (2, 19.6), (4, 38.8), (8, 78.4), (16, 155.1), (32, 307.1), (64, 607.7),
-    (128, 1164.3), (256, 2251.8), (512, 4008.5), (1024, 5834.4),
+from r1console.demo.vllm.request import (  # and the request model
+    ABORTED,
+    ANSWER,
+    EOS,
+    FINISHED,
+    PREEMPTED,
+    REASONING,
+    RUNNING,
+    THINK_END,
+    WAITING,
+    SimRequest,
 )
-SEED_SATURATION_TOK_S = 5836.0
-
-# Per-GPU KV capacity of the seed's deployment: "KV Cache 366 GB" over 16 GPUs at 70,272 B/token (BF16
-# MLA, replicated on every TP rank; docs/facts.md §0, §1.6) = 325,521 tokens, rounded down to whole 64-token blocks.
-DEFAULT_KV_CACHE_TOKENS = 325_504
-
-WAITING, RUNNING, PREEMPTED, FINISHED, ABORTED = "waiting", "running", "preempted", "finished", "aborted"
-
-# Token kinds of an R1 output: reasoning..., </think>, answer..., EOS.
-REASONING, THINK_END, ANSWER, EOS = "reasoning", "think_end", "answer", "eos"
-
-
-class DecodeCurve:
-    """Duration of one engine step as a function of the number of sequences in it.
-
-    Built from ``(concurrency, tok/s)`` points: with ``b`` sequences each step emits ``b`` tokens, so the
-    step lasts ``b / tok_s(b)``. Between points the step time is interpolated linearly in log2(b);
-    past the last point it is compute bound: ``b / saturation``.
-    """
-
-    def __init__(self, points: Iterable[tuple[int, float]] = SEED_DEFAULT_BATCHING,
-                 saturation_tok_s: float = SEED_SATURATION_TOK_S) -> None:
-        pts = sorted((int(b), float(t)) for b, t in points)
-        if not pts or pts[0][0] != 1 or any(b < 1 or t <= 0 for b, t in pts):
-            raise ValueError("decode curve needs positive (concurrency, tok/s) points starting at 1")
-        self.points = tuple(pts)
-        self.saturation_tok_s = float(saturation_tok_s)
-        self._logb = [math.log2(b) for b, _ in pts]
-        self._step = [b / t for b, t in pts]
-        self._cache: dict[int, float] = {}
-
-    def step_seconds(self, batch: int) -> float:
-        if batch <= 0:
-            return 0.0
-        cached = self._cache.get(batch)
-        if cached is not None:
-            return cached
-        last_b = self.points[-1][0]
-        if batch >= last_b:
-            value = max(batch / self.saturation_tok_s, self._step[-1] if batch == last_b else 0.0)
-        else:
-            x = math.log2(batch)
-            i = bisect_left(self._logb, x)
-            if self._logb[i] == x:
-                value = self._step[i]
-            else:
-                x0, x1 = self._logb[i - 1], self._logb[i]
-                y0, y1 = self._step[i - 1], self._step[i]
-                value = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-        self._cache[batch] = value
-        return value
-
-    def throughput(self, batch: int) -> float:
-        """Aggregate decode tok/s with ``batch`` sequences running."""
-        return batch / self.step_seconds(batch) if batch > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class LengthModel:
-    """R1-like output lengths: lognormal reasoning (heavy tail) and a shorter lognormal answer.
-
-    With the defaults the reasoning median is 650 tokens, the mean about 970, p99 about 5,200.
-    """
-
-    reasoning_median: float = 650.0
-    reasoning_sigma: float = 0.9
-    reasoning_min: int = 12
-    reasoning_max: int = 32_000
-    answer_median: float = 220.0
-    answer_sigma: float = 0.6
-    answer_min: int = 4
-    answer_max: int = 4_000
-
-    def sample(self, rng: random.Random) -> tuple[int, int]:
-        r = rng.lognormvariate(math.log(self.reasoning_median), self.reasoning_sigma)
-        a = rng.lognormvariate(math.log(self.answer_median), self.answer_sigma)
-        return (min(self.reasoning_max, max(self.reasoning_min, int(round(r)))),
-                min(self.answer_max, max(self.answer_min, int(round(a)))))
 
 
 @dataclass
@@ -157,73 +91,6 @@ class EngineConfig:
     @property
     def num_blocks(self) -> int:
         return self.kv_cache_tokens // self.block_size
-
-
-class SimRequest:
-    """One generation request inside the engine. Token ``i`` of the output (0-based) is reasoning for
-    ``i < reasoning_tokens``, then ``</think>``, then the answer, then EOS."""
-
-    __slots__ = (
-        "request_id", "prompt_tokens", "max_tokens", "reasoning_tokens", "answer_tokens", "ignore_eos",
-        "output_len", "finish_reason", "generated", "computed", "blocks", "status", "arrival",
-        "scheduled_at", "first_token_at", "last_token_at", "finished_at", "num_preemptions", "user_data",
-    )
-
-    def __init__(self, request_id: str, prompt_tokens: int, max_tokens: int, reasoning_tokens: int,
-                 answer_tokens: int, *, ignore_eos: bool = False, user_data: Any = None) -> None:
-        if prompt_tokens < 1 or max_tokens < 1:
-            raise ValueError("prompt_tokens and max_tokens must be at least 1")
-        self.request_id = request_id
-        self.prompt_tokens = prompt_tokens
-        self.max_tokens = max_tokens
-        self.reasoning_tokens = max(0, reasoning_tokens)
-        self.ignore_eos = ignore_eos
-        if ignore_eos:  # bench tools: exactly max_tokens; the answer never reaches EOS
-            self.answer_tokens = max_tokens
-            self.output_len, self.finish_reason = max_tokens, "length"
-        else:
-            self.answer_tokens = max(0, answer_tokens)
-            natural = self.reasoning_tokens + 1 + self.answer_tokens + 1
-            self.output_len = min(natural, max_tokens)
-            self.finish_reason = "stop" if natural <= max_tokens else "length"
-        self.generated = 0
-        self.computed = 0
-        self.blocks = 0
-        self.status = WAITING
-        self.arrival = 0.0
-        self.scheduled_at: float | None = None
-        self.first_token_at: float | None = None
-        self.last_token_at: float | None = None
-        self.finished_at: float | None = None
-        self.num_preemptions = 0
-        self.user_data = user_data
-
-    @property
-    def num_tokens(self) -> int:
-        return self.prompt_tokens + self.generated
-
-    @property
-    def finished(self) -> bool:
-        return self.status in (FINISHED, ABORTED)
-
-    def token_kind(self, i: int) -> str:
-        r = self.reasoning_tokens
-        if i < r:
-            return REASONING
-        if i == r:
-            return THINK_END
-        if i <= r + self.answer_tokens:
-            return ANSWER
-        return EOS
-
-    @property
-    def content_is_null(self) -> bool:
-        """True when the output stops before any answer token (no ``</think>`` or nothing after it)."""
-        return self.output_len <= self.reasoning_tokens + 1
-
-    def __repr__(self) -> str:
-        return (f"SimRequest({self.request_id!r}, {self.status}, {self.generated}/{self.output_len} "
-                f"tokens, prompt={self.prompt_tokens})")
 
 
 @dataclass

@@ -6,7 +6,7 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
-    from r1console.demo.vllm.engine import SimRequest
+    from r1console.demo.vllm.request import SimRequest
 
 
 class Histogram:

@@ -168,15 +168,27 @@ def _nccl_lines(b: _Builder, ctx: JobContext, hang: float) -> float:
     NCCL watchdog aborts every rank after the timeout; Ray reports the dead workers; vLLM gives up."""
     fmt = VllmLogFormat(ctx.script.version, ctx.api_pid, ctx.api_pid + 136)
     ray = ctx.script.backend == "ray"
-    timeout_ms = int(ctx.nccl_timeout_s * 1000)
     t = hang + ctx.nccl_timeout_s
-    when = b.at(t)
     world = ctx.world
     rank = world - 1
+    glog = _nccl_watchdog_lines(rank, b.at(t), int(ctx.nccl_timeout_s * 1000))
+    prefix = f"({_worker_prefix(ctx, rank)}) " if ray else ""
+    for i, text in enumerate(glog):
+        b.err(t + 0.001 * i, prefix + text)
+    if ray and world > 1:
+        _ray_rank_died(b, ctx, t, fmt, rank, glog[0])
+        return t + 3.0
+    _engine_failed(b, t + 0.5, fmt, "torch.distributed.DistBackendError: " + glog[0].split("] ", 1)[-1],
+                   ray=ray)
+    return t + 1.5
+
+
+def _nccl_watchdog_lines(rank: int, when: _dt.datetime, timeout_ms: int) -> list[str]:
+    """What PyTorch's NCCL watchdog prints (glog format) on the rank whose collective timed out."""
     stamp = f"E{when:%m%d %H:%M:%S}.{when.microsecond:06d}123"
     work = (f"WorkNCCL(SeqNum=12, OpType=ALLREDUCE, NumelIn=14680064, NumelOut=14680064, "
             f"Timeout(ms)={timeout_ms}) ran for {timeout_ms + 82} milliseconds before timing out.")
-    glog = [
+    return [
         f"[rank{rank}]:[{stamp} ProcessGroupNCCL.cpp:616] [Rank {rank}] Watchdog caught collective operation "
         f"timeout: {work}",
         f"[rank{rank}]:[{stamp} ProcessGroupNCCL.cpp:1785] [PG ID 2 PG GUID 3 Rank {rank}] Exception (either an "
@@ -193,38 +205,36 @@ def _nccl_lines(b: _Builder, ctx: JobContext, hang: float) -> float:
         "terminate called after throwing an instance of 'c10::DistBackendError'",
         f"*** SIGABRT received at time={int(when.timestamp())} on cpu 37 ***",
     ]
-    prefix = f"({_worker_prefix(ctx, rank)}) " if ray else ""
-    for i, text in enumerate(glog):
-        b.err(t + 0.001 * i, prefix + text)
-    if ray and world > 1:
-        other = f"({_worker_prefix(ctx, 0)}) "
-        b.err(t + 0.4, other + glog[0].replace(f"rank{rank}", "rank0").replace(f"Rank {rank}", "Rank 0")
-              + f" [repeated {world - 1}x across cluster] (Ray deduplicates logs by default. Set "
-              "RAY_DEDUP_LOGS=0 to disable log deduplication, or see https://docs.ray.io/en/master/"
-              "ray-observability/user-guides/configure-logging.html#log-deduplication for more options.)")
-        node = rank // max(1, ctx.gpus_per_node)
-        ip = ctx.ips[node]
-        b.err(t + 1.5, f"(raylet, ip={ip}) A worker died or was killed while executing a task by an unexpected "
-                       "system error. To troubleshoot the problem, check the logs for the dead worker. RayTask ID: "
-                       "ffffffffffffffff3f1c0e8b2d6a4b1f9a7e5c0d01000000 Worker ID: 9b2f4c1d0e7a Node ID: "
-                       f"4d8e2a6c1f3b Worker IP address: {ip} Worker port: 20012 Worker PID: {927 + rank * 7} "
-                       "Worker exit type: SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a "
-                       "connection error code 2. End of file. There are some potential root causes. (1) The "
-                       "process is killed by SIGKILL by OOM killer due to high memory usage. (2) ray stop --force "
-                       "is called. (3) The worker is crashed unexpectedly due to SIGSEGV or other unexpected errors.")
-        cause = ("ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.\n"
-                 "\tclass_name: RayWorkerWrapper\n"
-                 "\tactor_id: 3f1c0e8b2d6a4b1f9a7e5c0d01000000\n"
-                 f"\tpid: {927 + rank * 7}\n"
-                 f"\tnamespace: 5b6e2c1a-0d3f-4e7b-9a8c-2f1e0d9c8b7a\n"
-                 f"\tip: {ip}\n"
-                 "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR Worker "
-                 "exit detail: Worker unexpectedly exits with a connection error code 2. End of file.")
-        _engine_failed(b, t + 2.0, fmt, cause)
-        return t + 3.0
-    _engine_failed(b, t + 0.5, fmt, "torch.distributed.DistBackendError: " + glog[0].split("] ", 1)[-1],
-                   ray=ray)
-    return t + 1.5
+
+
+def _ray_rank_died(b: _Builder, ctx: JobContext, t: float, fmt: VllmLogFormat, rank: int, first: str) -> None:
+    """Under Ray: the other ranks' deduplicated watchdog line, the raylet reporting the dead worker, and the
+    engine failing on the dead actor."""
+    world = ctx.world
+    other = f"({_worker_prefix(ctx, 0)}) "
+    b.err(t + 0.4, other + first.replace(f"rank{rank}", "rank0").replace(f"Rank {rank}", "Rank 0")
+          + f" [repeated {world - 1}x across cluster] (Ray deduplicates logs by default. Set "
+          "RAY_DEDUP_LOGS=0 to disable log deduplication, or see https://docs.ray.io/en/master/"
+          "ray-observability/user-guides/configure-logging.html#log-deduplication for more options.)")
+    node = rank // max(1, ctx.gpus_per_node)
+    ip = ctx.ips[node]
+    b.err(t + 1.5, f"(raylet, ip={ip}) A worker died or was killed while executing a task by an unexpected "
+                   "system error. To troubleshoot the problem, check the logs for the dead worker. RayTask ID: "
+                   "ffffffffffffffff3f1c0e8b2d6a4b1f9a7e5c0d01000000 Worker ID: 9b2f4c1d0e7a Node ID: "
+                   f"4d8e2a6c1f3b Worker IP address: {ip} Worker port: 20012 Worker PID: {927 + rank * 7} "
+                   "Worker exit type: SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a "
+                   "connection error code 2. End of file. There are some potential root causes. (1) The "
+                   "process is killed by SIGKILL by OOM killer due to high memory usage. (2) ray stop --force "
+                   "is called. (3) The worker is crashed unexpectedly due to SIGSEGV or other unexpected errors.")
+    cause = ("ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.\n"
+             "\tclass_name: RayWorkerWrapper\n"
+             "\tactor_id: 3f1c0e8b2d6a4b1f9a7e5c0d01000000\n"
+             f"\tpid: {927 + rank * 7}\n"
+             f"\tnamespace: 5b6e2c1a-0d3f-4e7b-9a8c-2f1e0d9c8b7a\n"
+             f"\tip: {ip}\n"
+             "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR Worker "
+             "exit detail: Worker unexpectedly exits with a connection error code 2. End of file.")
+    _engine_failed(b, t + 2.0, fmt, cause)
 
 
 # ---- SLURM's own lines --------------------------------------------------------------------------

@@ -79,57 +79,86 @@ def _first(lines: list[LogLine], *needles: str) -> float | None:
 def build_timeline(ctx: JobContext, model: "GpuModel | None" = None) -> tuple[list[Entry], Phases]:
     """Everything the job prints (and its actions), sorted by time; and when its phases happen."""
     b = _Builder(ctx)
-    s = ctx.script
     phases = Phases()
-    nodelist = compress_hostlist(ctx.nodes)
-    ray = s.backend == "ray"
-    t = 0.0
-    if s.markers:
-        b.out(t, f"[r1console] rendered_by=r1console {s.settings.get('R1C_RENDERED_BY', '?')} "
-                 f"profile={s.settings.get('R1C_PROFILE', '')} vllm={s.version}")
-        b.out(t, f"[r1console] job_id={ctx.job_id} nodelist={nodelist}")
-        b.out(t, f"[r1console] workdir={s.settings.get('R1C_WORKDIR', '')}")
-        if not ctx.key_readable and s.key_file:
-            msg = f"[r1console] FATAL api_key_missing cannot read the API key file {s.key_file}"
-            b.out(0.2, msg)
-            b.err(0.2, msg)
-            b.action(0.3, "exit", 1)
-            phases.end = 0.3
-            return _sorted(b.entries), phases
+    if not _script_start(b, ctx, phases):
+        return _sorted(b.entries), phases
+    t = _head_and_ray(b, ctx) + 0.2
+    if ctx.script.markers:
+        b.out(t, "[r1console] vllm_starting")
+    v0 = t + 0.5
+    phases.vllm = v0
+    b.action(v0, "vllm_bind")
+    lines = startup_log_lines(_startup_spec(ctx), ctx.start + _dt.timedelta(seconds=v0))
+    rel = _startup_offsets(lines)
+    for name in ("cuda", "load0", "load1", "kv"):
+        setattr(phases, name, v0 + rel[name] if rel[name] is not None else None)
+    cut = _fault_cut(ctx, rel)
+    if ctx.script.backend == "ray" and rel["pg"] is not None:
+        _ray_driver_lines(b, ctx, v0 + (rel["pg"] - 1.0))
+    _play_vllm(b, lines, v0, rel["ready"], cut, phases)
+    if cut is not None and _fault_lines(b, ctx, phases, v0 + cut, model):
+        return _sorted(b.entries), phases
+    if phases.end is not None:
+        if ctx.script.markers:
+            b.out(phases.end, "[r1console] vllm_exited code=1")
+        b.action(phases.end + 0.1, "exit", 1)
+    return _sorted(b.entries), phases
+
+
+def _script_start(b: _Builder, ctx: JobContext, phases: Phases) -> bool:
+    """The script's first markers; False when it stops there (the API key file cannot be read)."""
+    s = ctx.script
+    if not s.markers:
+        return True
+    b.out(0.0, f"[r1console] rendered_by=r1console {s.settings.get('R1C_RENDERED_BY', '?')} "
+               f"profile={s.settings.get('R1C_PROFILE', '')} vllm={s.version}")
+    b.out(0.0, f"[r1console] job_id={ctx.job_id} nodelist={compress_hostlist(ctx.nodes)}")
+    b.out(0.0, f"[r1console] workdir={s.settings.get('R1C_WORKDIR', '')}")
+    if ctx.key_readable or not s.key_file:
+        return True
+    msg = f"[r1console] FATAL api_key_missing cannot read the API key file {s.key_file}"
+    b.out(0.2, msg)
+    b.err(0.2, msg)
+    b.action(0.3, "exit", 1)
+    phases.end = 0.3
+    return False
+
+
+def _head_and_ray(b: _Builder, ctx: JobContext) -> float:
+    """The head node's lines and, with Ray, ``ray start`` on every node until the cluster is ready; the time
+    after them."""
+    s = ctx.script
     t = 0.3
     b.out(t, f"Head node: {ctx.head}")
     if s.markers:
         b.out(t, f"[r1console] head_node={ctx.head}")
         b.out(t, f"[r1console] head_ip={ctx.head_ip}")
         b.out(t, f"[r1console] port={s.port}")
-    gpn = ctx.gpus_per_node
-    if ray:
-        address = f"{ctx.head_ip}:{ctx.ray_port}"
-        if s.markers:
-            b.out(0.4, f"[r1console] ray_head={address}")
-        up = _ray_start_block(b, 1.2, ctx.head_ip, address, head=True, job_id=str(ctx.job_id))
-        t = up + 2.9  # the script's first successful `ray.nodes()` after the head came up (polls every 3 s)
-        workers = ctx.nodes[1:]
-        for node in workers:
-            if s.markers:
-                b.out(t, f"[r1console] ray_worker node={node}")
-        for i, node in enumerate(workers):
-            _ray_start_block(b, t + 3.0 + 0.2 * i, ctx.ips[i + 1], address, head=False, job_id=str(ctx.job_id))
-        t += 2.5
-        if workers and s.markers:
-            b.out(t, f"[r1console] ray_waiting nodes=1/{len(ctx.nodes)} gpus={gpn}/{gpn * len(ctx.nodes)}")
-            t += 7.0  # sleep 5 + one ray.init
-        if s.markers:
-            b.out(t, f"[r1console] ray_ready nodes={len(ctx.nodes)} gpus={gpn * len(ctx.nodes)}")
-    t += 0.2
+    if s.backend != "ray":
+        return t
+    gpn, address = ctx.gpus_per_node, f"{ctx.head_ip}:{ctx.ray_port}"
     if s.markers:
-        b.out(t, "[r1console] vllm_starting")
-    v0 = t + 0.5
-    phases.vllm = v0
-    b.action(v0, "vllm_bind")
+        b.out(0.4, f"[r1console] ray_head={address}")
+    up = _ray_start_block(b, 1.2, ctx.head_ip, address, head=True, job_id=str(ctx.job_id))
+    t = up + 2.9  # the script's first successful `ray.nodes()` after the head came up (polls every 3 s)
+    workers = ctx.nodes[1:]
+    for node in workers:
+        if s.markers:
+            b.out(t, f"[r1console] ray_worker node={node}")
+    for i in range(len(workers)):
+        _ray_start_block(b, t + 3.0 + 0.2 * i, ctx.ips[i + 1], address, head=False, job_id=str(ctx.job_id))
+    t += 2.5
+    if workers and s.markers:
+        b.out(t, f"[r1console] ray_waiting nodes=1/{len(ctx.nodes)} gpus={gpn}/{gpn * len(ctx.nodes)}")
+        t += 7.0  # sleep 5 + one ray.init
+    if s.markers:
+        b.out(t, f"[r1console] ray_ready nodes={len(ctx.nodes)} gpus={gpn * len(ctx.nodes)}")
+    return t
 
-    # ---- vLLM itself (sim_logs) -----------------------------------------------------------------
-    profile = ctx.profile
+
+def _startup_spec(ctx: JobContext) -> StartupSpec:
+    """What vLLM's startup log (sim_logs) depends on, from the job's profile (or its script)."""
+    s, profile = ctx.script, ctx.profile
     overrides: dict[str, Any] = dict(load_seconds=ctx.load_seconds, head_ip=ctx.head_ip,
                                      worker_ips=tuple(ctx.ips[1:]), api_pid=ctx.api_pid)
     if ctx.kv_cache_tokens:
@@ -137,13 +166,17 @@ def build_timeline(ctx: JobContext, model: "GpuModel | None" = None) -> tuple[li
     if profile is not None:
         spec = StartupSpec.from_profile(profile, **overrides)
     else:
-        spec = StartupSpec(version=s.version, port=s.port, nodes=len(ctx.nodes), gpus_per_node=gpn,
+        spec = StartupSpec(version=s.version, port=s.port, nodes=len(ctx.nodes), gpus_per_node=ctx.gpus_per_node,
                            tensor_parallel_size=ctx.world, backend=s.backend, **overrides)
     spec.nodes = len(ctx.nodes)
-    spec.gpus_per_node = gpn
-    lines = startup_log_lines(spec, ctx.start + _dt.timedelta(seconds=v0))
+    spec.gpus_per_node = ctx.gpus_per_node
+    return spec
+
+
+def _startup_offsets(lines: list[LogLine]) -> dict[str, float | None]:
+    """When (seconds after vLLM started) the startup reaches each step the job's phases follow."""
     bars = [ln.offset_s for ln in lines if ln.cr]
-    rel = {
+    return {
         "cuda": _first(lines, "world size"),
         "load0": bars[0] if bars else None,
         "load1": bars[-1] if bars else None,
@@ -152,52 +185,57 @@ def build_timeline(ctx: JobContext, model: "GpuModel | None" = None) -> tuple[li
         "ready": _first(lines, "Starting vLLM API server", "Starting vLLM server"),
         "pg": _first(lines, "placement group"),
     }
-    phases.cuda = v0 + rel["cuda"] if rel["cuda"] is not None else None
-    phases.load0 = v0 + rel["load0"] if rel["load0"] is not None else None
-    phases.load1 = v0 + rel["load1"] if rel["load1"] is not None else None
-    phases.kv = v0 + rel["kv"] if rel["kv"] is not None else None
 
-    cut: float | None = None  # vLLM lines from this offset on are never printed (a fault ends the job)
-    if ctx.fault == "oom" and rel["load0"] is not None and rel["load1"] is not None:
-        cut = rel["load0"] + ctx.oom_fraction * (rel["load1"] - rel["load0"])
-    elif ctx.fault == "nccl" and rel["model"] is not None:
-        cut = rel["model"] + 0.5
-    elif ctx.fault == "ray_node_lost" and ray and len(ctx.nodes) > 1 and rel["ready"] is not None:
-        cut = rel["ready"] + 20.0  # serving for a while, then the last node's `ray start` step is killed
 
-    if ray and rel["pg"] is not None:
-        when = rel["pg"] - 1.0
-        # vLLM's driver joining the job's Ray cluster (Ray 2.60, captured in tests/data/ray-2node/)
-        b.ray(v0 + when, "INFO", "worker.py:1691",
-              f"Using address {ctx.head_ip}:{ctx.ray_port} set in the environment variable RAY_ADDRESS")
-        b.ray(v0 + when, "INFO", "worker.py:1841",
-              f"Connecting to existing Ray cluster at address: {ctx.head_ip}:{ctx.ray_port}...")
-        b.ray(v0 + when + 0.1, "INFO", "worker.py:2038", "Connected to Ray cluster.")
+def _fault_cut(ctx: JobContext, rel: dict[str, float | None]) -> float | None:
+    """The offset from which vLLM's lines are never printed (a fault ends the job), or None."""
+    load0, load1, model, ready = rel["load0"], rel["load1"], rel["model"], rel["ready"]
+    if ctx.fault == "oom" and load0 is not None and load1 is not None:
+        return load0 + ctx.oom_fraction * (load1 - load0)
+    if ctx.fault == "nccl" and model is not None:
+        return model + 0.5
+    if ctx.fault == "ray_node_lost" and ctx.script.backend == "ray" and len(ctx.nodes) > 1 and ready is not None:
+        return ready + 20.0  # serving for a while, then the last node's `ray start` step is killed
+    return None
+
+
+def _ray_driver_lines(b: _Builder, ctx: JobContext, when: float) -> None:
+    """vLLM's driver joining the job's Ray cluster (Ray 2.60, captured in tests/data/ray-2node/)."""
+    b.ray(when, "INFO", "worker.py:1691",
+          f"Using address {ctx.head_ip}:{ctx.ray_port} set in the environment variable RAY_ADDRESS")
+    b.ray(when, "INFO", "worker.py:1841",
+          f"Connecting to existing Ray cluster at address: {ctx.head_ip}:{ctx.ray_port}...")
+    b.ray(when + 0.1, "INFO", "worker.py:2038", "Connected to Ray cluster.")
+
+
+def _play_vllm(b: _Builder, lines: list[LogLine], v0: float, ready: float | None, cut: float | None,
+               phases: Phases) -> None:
+    """vLLM's startup lines from ``v0`` on (up to ``cut``), with the server up when the ready line comes."""
     server_started = False
     for ln in lines:
         if cut is not None and ln.offset_s > cut:
             break
-        if not server_started and rel["ready"] is not None and ln.offset_s >= rel["ready"]:
-            b.action(v0 + rel["ready"], "server_up")
-            phases.ready = v0 + rel["ready"]
+        if not server_started and ready is not None and ln.offset_s >= ready:
+            b.action(v0 + ready, "server_up")
+            phases.ready = v0 + ready
             server_started = True
         b.line(v0 + ln.offset_s, ln.stream, ln.text, ln.cr)
 
-    if ctx.fault == "oom" and cut is not None:
-        phases.oom = v0 + cut
-        phases.end = _oom_lines(b, ctx, v0 + cut, model)
-    elif ctx.fault == "nccl" and cut is not None:
-        phases.hang = v0 + cut + 0.5
+
+def _fault_lines(b: _Builder, ctx: JobContext, phases: Phases, when: float, model: "GpuModel | None") -> bool:
+    """The fault's lines from ``when`` on and when the job ends; True when the script has stopped already
+    (a lost Ray node: it stops on its own marker, no ``vllm_exited``)."""
+    if ctx.fault == "oom":
+        phases.oom = when
+        phases.end = _oom_lines(b, ctx, when, model)
+    elif ctx.fault == "nccl":
+        phases.hang = when + 0.5
         phases.end = _nccl_lines(b, ctx, phases.hang)
-    elif ctx.fault == "ray_node_lost" and cut is not None:
-        phases.end = _ray_node_lost_lines(b, ctx, v0 + cut)
-        b.action(phases.end + 0.1, "exit", 1)  # the script stops on its own marker: no vllm_exited
-        return _sorted(b.entries), phases
-    if phases.end is not None:
-        if s.markers:
-            b.out(phases.end, "[r1console] vllm_exited code=1")
+    elif ctx.fault == "ray_node_lost":
+        phases.end = _ray_node_lost_lines(b, ctx, when)
         b.action(phases.end + 0.1, "exit", 1)
-    return _sorted(b.entries), phases
+        return True
+    return False
 
 
 def _sorted(entries: list[Entry]) -> list[Entry]:
