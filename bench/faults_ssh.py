@@ -4,7 +4,8 @@ shared cluster's sshd and its test user are never reconfigured.
 * row 4 — sshd ``MaxSessions=2`` and three follows on one connection: the third is refused its
   channel; it must back off (≤ 1 channel open per second after 10 s), cost little CPU, and say why.
 * row 19 — the login shells bash, dash, zsh, tcsh, fish: hostile argv, identity, files, timeout, a
-  byte-exact follow with its truncation marker, under each.
+  byte-exact follow with its truncation marker, under each (bench/login_shell_check.py, which
+  tests/integration/test_login_shells.py runs too).
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import time
 
 import faultlib
 from faultlib import PrivateSshd, Row, row, skipped
-
-HOSTILE = ["a b", "it's", '"dq"', "$HOME", "`id`", "$(id)", "back\\slash", "two\\\\", "bang!x", "!!",
-           "new\nline", "tab\tx", "semi;colon", "%s", "*", "~", "{a,b}", "-n", ""]
+from login_shell_check import WANTED_SHELLS, login_shell_problems
 
 
 async def max_sessions(runs: int, duration_s: float = 60.0) -> dict:
@@ -78,67 +77,6 @@ async def max_sessions(runs: int, duration_s: float = 60.0) -> dict:
                detail="; ".join(details) + f" (worst open rate {worst_rate:.2f}/s)")
 
 
-async def _shell_check(tr, user) -> list[str]:
-    """Every primitive under one login shell; returns the problems (empty = all good)."""
-    from r1console.adapters.transport import TransportTimeout
-
-    problems = []
-    result = await tr.run(["printf", "%s\\0", *HOSTILE])
-    if not result.ok or result.raw_stdout.split(b"\0")[:-1] != [h.encode() for h in HOSTILE]:
-        problems.append(f"argv came out changed ({result.stderr.strip()[:120]})")
-    try:
-        home, name = await tr.identity()
-        if (home, name) != (str(user.home), user.name):
-            problems.append(f"identity {home!r} {name!r}")
-    except Exception as err:  # noqa: BLE001 - reported in the row
-        problems.append(f"identity: {err}")
-        return problems
-    path = f"{home}/w d '$x' !.txt"
-    payload = b"line 1\nit's $HOME \\ ! `id`\n\x00\xff"
-    try:
-        await tr.write_file(path, payload)
-        if await tr.read_file(path) != payload:
-            problems.append("write_file/read_file changed the bytes")
-    except Exception as err:  # noqa: BLE001
-        problems.append(f"files: {str(err)[:120]}")
-    try:
-        await tr.run(["sh", "-c", "sleep 5"], timeout=1)
-        problems.append("timeout did not fire")
-    except TransportTimeout:
-        pass
-    log = f"{home}/shell.out"
-    await tr.write_file(log, b"gen1\n")
-    resets = []
-    follower = tr.follow(log, on_reset=resets.append)
-    got = bytearray()
-
-    async def reader():
-        async for chunk in follower:
-            got.extend(chunk)
-
-    task = asyncio.create_task(reader())
-    try:
-        for _ in range(100):
-            if bytes(got) == b"gen1\n" or task.done():
-                break
-            await asyncio.sleep(0.05)
-        await tr.run(["sh", "-c", ': > "$1"; sleep 0.8; printf "gen2\\n" >> "$1"', "sh", log])
-        for _ in range(100):
-            if bytes(got) == b"gen1\ngen2\n" or task.done():
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        task.cancel()
-        results = await asyncio.gather(task, return_exceptions=True)
-        await follower.aclose()
-    if bytes(got) != b"gen1\ngen2\n" or [r.reason for r in resets] != ["truncated"]:
-        err = results[0] if results and isinstance(results[0], Exception) and \
-            not isinstance(results[0], asyncio.CancelledError) else None
-        problems.append(f"follow delivered {bytes(got)!r}, markers {[r.reason for r in resets]}"
-                        + (f" ({str(err)[:120]})" if err else ""))
-    return problems
-
-
 async def login_shells(runs: int) -> dict:
     shells = faultlib.debian_shells()
     fault = f"login shells {', '.join(shells)}"
@@ -147,13 +85,13 @@ async def login_shells(runs: int) -> dict:
         return skipped(fault, why)
     from r1console.adapters.ssh_transport import SSHTransport
 
-    missing = [s for s in ("bash", "dash", "zsh", "tcsh", "fish") if s not in shells]
+    missing = [s for s in WANTED_SHELLS if s not in shells]
     failures: dict[str, list[str]] = {}
     with PrivateSshd(shells) as sshd:
         for _ in range(runs):
             for key, user in sshd.users.items():
                 async with SSHTransport(sshd.spec(key)) as tr:
-                    problems = await _shell_check(tr, user)
+                    problems = await login_shell_problems(tr, user)
                 if problems:
                     failures.setdefault(key, []).extend(problems)
     detail = ("every primitive passed under " + ", ".join(s for s in shells if s not in failures)

@@ -40,6 +40,7 @@ from r1console.core.api_errors import StreamInterrupted
 from r1console.core.chat import ChatSession, Turn, TurnState
 from r1console.core.errors import R1Error
 from r1console.core.streaming import ChatResult, StreamDelta
+from r1console.core.turn_summary import CLI_STYLE, TurnFacts, summary_line
 
 HELP_TEXT = """\
 commands:
@@ -369,10 +370,4 @@ class TerminalView:
 
 
 def _summary(r: ChatResult) -> str:
-    parts = [r.finish_reason or "no finish reason"]
-    if r.usage and r.usage.completion_tokens is not None:
-        parts.append(f"{r.usage.completion_tokens} tokens")
-    for label, v in (("first token", r.ttft_s), ("answer after", r.ttfot_s), ("total", r.e2e_s)):
-        if v is not None:
-            parts.append(f"{label} {v:.2f} s")
-    return " · ".join(parts)
+    return summary_line(TurnFacts.of_result(r), CLI_STYLE)

@@ -54,19 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from r1console.adapters.batch_runner import make_sender
-    from r1console.adapters.vllm_client import VllmClient
-    from r1console.core.batch_engine import BatchEngine, EngineState, RetryPolicy
     from r1console.core.batch_input import load_batch_input
     from r1console.core.batch_journal import atomic_write_text
-    from r1console.core.sweep import (
-        SweepRow,
-        default_prompt_items,
-        level_items,
-        parse_levels,
-        requests_for_level,
-        sweep_csv,
-    )
+    from r1console.core.sweep import default_prompt_items, parse_levels, sweep_csv
 
     levels = parse_levels(args.concurrency)
     prompts = list(load_batch_input(args.prompts).items) if args.prompts else default_prompt_items()
@@ -74,8 +64,24 @@ async def run(args: argparse.Namespace) -> int:
     if csv_path.is_dir() or not csv_path.parent.is_dir():
         raise R1Error(f"--csv {csv_path}: not a file in an existing directory")
     console = _console()
-    rows: list[SweepRow] = []
     interrupted = {"by_user": False}
+    rows = await _run_levels(args, levels, prompts, console, interrupted)
+    if rows:
+        atomic_write_text(csv_path, sweep_csv(rows))
+    _report(args, rows, csv_path, console)
+    if interrupted["by_user"]:
+        return 130
+    return 0 if rows and all(r.summary.failed == 0 for r in rows) else 1
+
+
+async def _run_levels(args: argparse.Namespace, levels: list[int], prompts: list, console, interrupted: dict) -> list:
+    """One batch-engine run a level, in order; stops after a level that did not finish (stop, fatal)."""
+    from r1console.adapters.batch_runner import make_sender
+    from r1console.adapters.vllm_client import VllmClient
+    from r1console.core.batch_engine import BatchEngine, EngineState, RetryPolicy
+    from r1console.core.sweep import SweepRow, level_items, requests_for_level
+
+    rows: list[SweepRow] = []
     try:
         async with open_target(args) as (url, key):
             async with VllmClient(url, key, stream_timeout=args.timeout) as client:
@@ -98,25 +104,25 @@ async def run(args: argparse.Namespace) -> int:
                         break
     finally:
         _remove_stop_handlers()
-    if rows:
-        atomic_write_text(csv_path, sweep_csv(rows))
+    return rows
+
+
+def _report(args: argparse.Namespace, rows: list, csv_path: Path, console) -> None:
+    """The levels as JSON, or the table (and plot) on stdout and where the CSV went on stderr."""
     if args.json:
         from r1console.commands._common import print_json
 
         print_json({"levels": [r.as_dict() for r in rows], "csv": str(csv_path) if rows else None,
                     "max_tokens": args.max_tokens})
-    else:
-        out = _console(stdout=True)
-        if not out.is_terminal:
-            out.width = max(out.width, 160)
-        print_table(rows, out, compare_seed=args.compare_seed)
-        if not args.no_plot and len(rows) >= 1:
-            plot(rows, out, compare_seed=args.compare_seed)
-        if rows:
-            console.print(f"r1console: saved {csv_path}")
-    if interrupted["by_user"]:
-        return 130
-    return 0 if rows and all(r.summary.failed == 0 for r in rows) else 1
+        return
+    out = _console(stdout=True)
+    if not out.is_terminal:
+        out.width = max(out.width, 160)
+    print_table(rows, out, compare_seed=args.compare_seed)
+    if not args.no_plot and len(rows) >= 1:
+        plot(rows, out, compare_seed=args.compare_seed)
+    if rows:
+        console.print(f"r1console: saved {csv_path}")
 
 
 async def _tick(engine, console, quiet: bool) -> None:

@@ -165,68 +165,17 @@ async def _explain_end(client: SlurmClient, info: JobInfo, dep, tail_bytes: int 
 async def _wait_ready(client: SlurmClient, transport, dep, info: JobInfo, args, remaining, progress):
     """Follow both logs into the lifecycle and ask the server until it is ready; (info, lifecycle, url)."""
     try:
-        from r1console.adapters.vllm_client import VllmClient
-        from r1console.core.lifecycle import JobLifecycle, Stage
-        from r1console.core.logparse import LogParser
-    except ImportError as err:  # pragma: no cover - all three ship with r1console
+        from r1console.core.lifecycle import Stage
+    except ImportError as err:  # pragma: no cover - the lifecycle, its parser and the client ship with r1console
         raise R1Error(f"--for ready is not available in this build ({err})") from None
 
-    lifecycle = JobLifecycle(live=True)
-    clock = time.monotonic
-    followers = {}
-    tasks = []
-
-    def feed(stream: str, parser: LogParser, data: bytes) -> None:
-        lifecycle.on_log_seen()
-        lifecycle.on_events(parser.feed(data), clock())
-
-    async def follow(stream: str) -> None:
-        path = client.log_path(info, stream, dep)
-        if not path:
-            return
-        parser = [LogParser(stream)]
-
-        def restarted(event) -> None:  # a requeue truncated the log: a new run's log from byte 0
-            parser[0] = LogParser(stream)
-
-        follower = followers[stream] = client.follow(path, 0, on_reset=restarted)
-        async for chunk in follower:
-            feed(stream, parser[0], chunk)
-
-    for stream in ("out", "err"):
-        tasks.append(asyncio.create_task(follow(stream)))
-    server = None
-    vllm = None
+    watch = _ReadyWatch(client, transport, dep, progress)
+    watch.follow_logs(info)
     try:
         while True:
-            for task in tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()
-            lifecycle.on_slurm_state(info.state, info.reason or None, clock())
-            if info.is_running and server is None:
-                server = open_server(dep.job_id, dep.cluster, transport=transport, prompt=None)
-                try:
-                    url, key = await server.__aenter__()
-                except ServerUnreachable:  # not listening yet: the identity check runs again next round
-                    server = None
-                    lifecycle.on_health(False, clock())
-                else:
-                    vllm = VllmClient(url, key)
-            if vllm is not None and info.is_running:
-                healthy = await vllm.is_healthy()
-                lifecycle.on_health(healthy, clock())
-                if healthy:
-                    try:
-                        await vllm.probe()
-                        lifecycle.on_probe(True, clock())
-                    except R1Error as err:
-                        lifecycle.on_probe(False, clock())
-                        progress.show(f"job {dep.job_id}: /health answers but a test completion failed: "
-                                      f"{str(err).splitlines()[0]}")
-            snap = lifecycle.snapshot(clock())
-            progress.show(f"job {dep.job_id}: {snap.stage.value}" + (f" - {snap.detail}" if snap.detail else ""))
+            snap = await watch.observe(info)
             if snap.stage is Stage.READY:
-                return info, snap.to_dict(), vllm.base_url if vllm is not None else ""
+                return info, snap.to_dict(), watch.url
             if snap.stage.terminal or info.is_finished:
                 err = snap.primary_error
                 why = f"{err.kind}: {err.explanation} ({err.line.strip()[:200]})" if err else _describe(info)
@@ -240,15 +189,99 @@ async def _wait_ready(client: SlurmClient, transport, dep, info: JobInfo, args, 
             info = await _state(client, dep.job_id, None if remaining() is None else time.monotonic() + remaining(),
                                 progress)
     finally:
-        for task in tasks:
+        await watch.aclose()
+
+
+class _ReadyWatch:
+    """The live side of ``--for ready``: both logs followed (streamed) into a live lifecycle, and the
+    server asked over the SSH forward once the job runs: ``/health``, then one tiny completion."""
+
+    def __init__(self, client: SlurmClient, transport, dep, progress) -> None:
+        from r1console.core.lifecycle import JobLifecycle
+
+        self.client, self.transport, self.dep, self.progress = client, transport, dep, progress
+        self.lifecycle = JobLifecycle(live=True)
+        self.clock = time.monotonic
+        self.followers: dict = {}
+        self.tasks: list[asyncio.Task] = []
+        self.server = None  # the open_server context, entered once the server answers the identity check
+        self.vllm = None
+
+    @property
+    def url(self) -> str:
+        return self.vllm.base_url if self.vllm is not None else ""
+
+    def follow_logs(self, info: JobInfo) -> None:
+        for stream in ("out", "err"):
+            self.tasks.append(asyncio.create_task(self._follow(info, stream)))
+
+    async def _follow(self, info: JobInfo, stream: str) -> None:
+        from r1console.core.logparse import LogParser
+
+        path = self.client.log_path(info, stream, self.dep)
+        if not path:
+            return
+        parser = [LogParser(stream)]
+
+        def restarted(event) -> None:  # a requeue truncated the log: a new run's log from byte 0
+            parser[0] = LogParser(stream)
+
+        follower = self.followers[stream] = self.client.follow(path, 0, on_reset=restarted)
+        async for chunk in follower:
+            self.lifecycle.on_log_seen()
+            self.lifecycle.on_events(parser[0].feed(chunk), self.clock())
+
+    async def observe(self, info: JobInfo):
+        """One round: a follower's failure raised, SLURM's state fed, the server asked; the snapshot."""
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+        lifecycle, clock = self.lifecycle, self.clock
+        lifecycle.on_slurm_state(info.state, info.reason or None, clock())
+        if info.is_running and self.server is None:
+            await self._connect()
+        if self.vllm is not None and info.is_running:
+            await self._ask_server()
+        snap = lifecycle.snapshot(clock())
+        self.progress.show(f"job {self.dep.job_id}: {snap.stage.value}" + (f" - {snap.detail}" if snap.detail else ""))
+        return snap
+
+    async def _connect(self) -> None:
+        from r1console.adapters.vllm_client import VllmClient
+
+        server = open_server(self.dep.job_id, self.dep.cluster, transport=self.transport, prompt=None)
+        try:
+            url, key = await server.__aenter__()
+        except ServerUnreachable:  # not listening yet: the identity check runs again next round
+            self.lifecycle.on_health(False, self.clock())
+        else:
+            self.server = server
+            self.vllm = VllmClient(url, key)
+
+    async def _ask_server(self) -> None:
+        lifecycle, clock = self.lifecycle, self.clock
+        healthy = await self.vllm.is_healthy()
+        lifecycle.on_health(healthy, clock())
+        if not healthy:
+            return
+        try:
+            await self.vllm.probe()
+            lifecycle.on_probe(True, clock())
+        except R1Error as err:
+            lifecycle.on_probe(False, clock())
+            self.progress.show(f"job {self.dep.job_id}: /health answers but a test completion failed: "
+                               f"{str(err).splitlines()[0]}")
+
+    async def aclose(self) -> None:
+        for task in self.tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for follower in followers.values():
+        for follower in self.followers.values():
             await follower.aclose()
-        if vllm is not None:
+        if self.vllm is not None:
             with contextlib.suppress(Exception):
-                await vllm.aclose()
-        if server is not None:
+                await self.vllm.aclose()
+        if self.server is not None:
             with contextlib.suppress(Exception):
-                await server.__aexit__(None, None, None)
+                await self.server.__aexit__(None, None, None)

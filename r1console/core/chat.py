@@ -211,25 +211,7 @@ class ChatSession:
         return "\n".join(lines).rstrip() + "\n"
 
 
-def _fmt_s(v: float | None) -> str | None:
-    return None if v is None else f"{v:.2f} s"
-
-
 def _summary(turn: Turn) -> str:
-    r = turn.result
-    parts: list[str] = []
-    if turn.state is TurnState.CANCELLED:
-        parts.append("cancelled")
-    elif turn.state is TurnState.FAILED:
-        parts.append(f"failed: {turn.error}" if turn.error else "failed")
-    elif turn.state is TurnState.STREAMING:
-        parts.append("still streaming")
-    if r.finish_reason:
-        parts.append(f"finish: {r.finish_reason}")
-    if r.usage and r.usage.completion_tokens is not None:
-        parts.append(f"{r.usage.prompt_tokens} prompt + {r.usage.completion_tokens} completion tokens")
-    for label, value in (("first token", r.ttft_s), ("first answer token", r.ttfot_s), ("total", r.e2e_s)):
-        text = _fmt_s(value)
-        if text:
-            parts.append(f"{label} {text}")
-    return " · ".join(parts) if parts else "no reply"
+    from r1console.core.turn_summary import EXPORT_STYLE, TurnFacts, summary_line  # it imports this module
+
+    return summary_line(TurnFacts.of_turn(turn), EXPORT_STYLE)

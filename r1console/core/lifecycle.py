@@ -23,7 +23,8 @@ Rules:
 * Errors that a teardown prints (engine dead, Ray actor died, NCCL; ``Signature.consequence``)
   after a deliberate stop -- vLLM's ``[shutdown] … signal=SIGTERM``, uvicorn's ``Shutting down``
   (same stream, later) or SLURM's ``CANCELLED AT`` (any stream, same second or later by the
-  lines' own timestamps) -- do not make the job failed; they are listed as ``suppressed``.
+  lines' own timestamps) -- do not make the job failed; they are listed as ``suppressed``
+  (the error ledger, ``core/lifecycle_errors.py``, decides which count).
 * Precedence at the end: a fatal error -> ``failed``; else cancelled (scancel, SLURM
   CANCELLED) -> ``cancelled``; else shutdown / COMPLETED -> ``ended``.
 * ETA while loading: remaining shards / the rate over the last ``eta_window`` progress updates
@@ -33,38 +34,15 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from r1console.core import fatal as _fatal
 from r1console.core import logparse as lp
+from r1console.core.lifecycle_errors import ErrorLedger, SlurmVerdict
 from r1console.core.lifecycle_progress import ShardProgressTracker
 from r1console.core.lifecycle_state import ErrorInfo, LifecycleState, Stage, format_duration
-from r1console.core.slurm_states import (
-    SLURM_ENDED,
-    SLURM_FAILED,
-    SLURM_RUNNING,
-    SLURM_STOPS,
-    SLURM_WAITING,
-    stage_state,
-)
+from r1console.core.slurm_states import SLURM_ENDED, SLURM_RUNNING, SLURM_STOPS, SLURM_WAITING, stage_state
 from r1console.core.textnum import is_ascii_int
 
 _MILESTONE_RANK = {Stage.QUEUED: 0, Stage.STARTING: 1, Stage.LOADING: 2, Stage.INITIALISING: 3,
                    Stage.READY: 4}
-
-@dataclass
-class _Stop:
-    stream: str
-    seq: int
-    ts: float | None
-    cancel: bool
-
-
-@dataclass
-class _Fatal:
-    event: lp.FatalError
-    seq: int
-    rank: int = 0  # the milestone rank reached when it was logged
 
 
 def _block_size(gpu_blocks: int, concurrency: float, tokens_per_request: int) -> int | None:
@@ -91,9 +69,7 @@ class JobLifecycle:
         self._probe: bool | None = None
         self._was_ready = False
         self._progress = ShardProgressTracker(self.eta_window)
-        self._fatal_list: list[_Fatal] = []  # every occurrence (suppression is decided late)
-        self._notices: dict[str, ErrorInfo] = {}
-        self._stops: list[_Stop] = []
+        self._ledger = ErrorLedger()  # fatals, notices, stops: which count is decided late
         self._log_ready = False
         self._server_url: str | None = None
         self._info: dict[str, object] = {}
@@ -102,7 +78,6 @@ class JobLifecycle:
         # one after another, so only one stream's order is the order things happened)
         self._rank_seq: dict[str, list[tuple[int, int]]] = {}
         self._stream = ""
-        self._placement_wait: tuple[int, lp.RayPlacementWait] | None = None
         self._draft = False  # a draft (speculative decoding) model is loading: its bar is not the main one
 
     # ---- inputs --------------------------------------------------------------------------------
@@ -126,13 +101,12 @@ class JobLifecycle:
     # ---- one handler per event type ------------------------------------------------------------
     def _on_fatal(self, ev: lp.FatalError, now: float | None) -> None:
         marks = self._rank_seq.get(ev.stream)
-        self._fatal_list.append(_Fatal(ev, self._seq, marks[-1][1] if marks else 0))
+        self._ledger.add_fatal(ev, self._seq, marks[-1][1] if marks else 0)
         if ev.kind in SLURM_STOPS:  # SLURM ended the job: what follows is teardown
-            self._stops.append(_Stop(ev.stream, self._seq, ev.ts, cancel=False))
+            self._ledger.add_stop(ev.stream, self._seq, ev.ts, cancel=False)
 
     def _on_notice(self, ev: lp.Notice, now: float | None) -> None:
-        old = self._notices.get(ev.kind)
-        self._notices[ev.kind] = _error_info(ev) if old is None else _replace_count(old, old.count + ev.repeat)
+        self._ledger.add_notice(ev)
 
     def _on_ready(self, ev: lp.ServerReady, now: float | None) -> None:
         self._log_ready = True
@@ -141,7 +115,7 @@ class JobLifecycle:
         self._reach(Stage.READY, "")
 
     def _on_stop(self, ev: lp.Shutdown | lp.JobCancelled, now: float | None) -> None:
-        self._stops.append(_Stop(ev.stream, self._seq, ev.ts, cancel=isinstance(ev, lp.JobCancelled)))
+        self._ledger.add_stop(ev.stream, self._seq, ev.ts, cancel=isinstance(ev, lp.JobCancelled))
 
     def _on_version(self, ev: lp.VllmVersion, now: float | None) -> None:
         self._info.setdefault("vllm_version", ev.version)
@@ -164,7 +138,7 @@ class JobLifecycle:
         self._reach(Stage.STARTING, f"Ray ready ({ev.nodes} nodes{gpus}); starting vLLM")
 
     def _on_placement_wait(self, ev: lp.RayPlacementWait, now: float | None) -> None:
-        self._placement_wait = (self._seq, ev)
+        self._ledger.placement_wait = (self._seq, ev)
         self._reach(Stage.STARTING, f"waiting {ev.seconds}s for Ray to place the GPU workers (check `ray status`)")
 
     def _on_weights(self, ev: lp.WeightsLoaded, now: float | None) -> None:
@@ -231,7 +205,7 @@ class JobLifecycle:
             ray_gpus=info.get("ray_gpus"), ray_gpus_total=info.get("ray_gpus_total"),
             slurm_state=self._slurm_state, slurm_reason=self._slurm_reason,
             log_ready=self._log_ready, health_ok=self._health, probe_ok=self._probe,
-            errors=tuple(errors), notices=tuple(self._notices.values()), suppressed=tuple(suppressed),
+            errors=tuple(errors), notices=tuple(self._ledger.notices.values()), suppressed=tuple(suppressed),
         )
 
     # ---- internals -----------------------------------------------------------------------------
@@ -319,84 +293,16 @@ class JobLifecycle:
         else:
             self._reach(Stage.LOADING, "")
 
-    def _suppressed(self, f: _Fatal) -> bool:
-        ev = f.event
-        if not ev.consequence:
-            return False
-        for stop in self._stops:
-            if stop.stream == ev.stream and stop.seq < f.seq:
-                return True
-            if stop.stream != ev.stream and stop.ts is not None and ev.ts is not None and ev.ts >= stop.ts:
-                return True
-        return False
-
-    def _recovered(self) -> set[int]:
-        """Seqs of fatals the job went past: later in the same stream vLLM reached a further stage
-        (loading or beyond) and no fatal after it stayed unrecovered (a dead process makes no
-        progress; vLLM logs some retried lookups at ERROR level)."""
-        recovered: set[int] = set()
-        later_unrecovered = False
-        loading = _MILESTONE_RANK[Stage.LOADING]
-        for f in reversed(self._fatal_list):
-            if self._suppressed(f):
-                continue
-            marks = self._rank_seq.get(f.event.stream, ())
-            if not later_unrecovered and any(s > f.seq and r > f.rank and r >= loading for s, r in marks):
-                recovered.add(f.seq)
-            else:
-                later_unrecovered = True
-        return recovered
-
-    def _placement_failure(self) -> ErrorInfo | None:
-        """vLLM waited for Ray's placement group (the GPUs) and the job stopped before any
-        further progress: the GPUs were never granted."""
-        if self._placement_wait is None or _MILESTONE_RANK[self._milestone] > _MILESTONE_RANK[Stage.STARTING]:
-            return None
-        seq, ev = self._placement_wait
-        stopped = any(st.seq > seq for st in self._stops) or self._slurm_state in SLURM_ENDED \
-            or self._slurm_state in SLURM_FAILED or self._slurm_state == "CANCELLED"
-        if not stopped:
-            return None
-        sig = _fatal.BY_KIND["ray_placement_timeout"]
-        return ErrorInfo(kind=sig.kind, line=ev.text, stream=ev.stream, lineno=ev.lineno, offset=ev.offset,
-                         explanation=f"Ray never gathered the GPUs vLLM asked for: vLLM waited {ev.seconds}s "
-                                     "for its placement group, then the job was stopped.",
-                         what_to_try=sig.what_to_try)
-
     def _errors(self) -> tuple[list[ErrorInfo], list[ErrorInfo]]:
-        errors: dict[str, ErrorInfo] = {}
-        suppressed: dict[str, ErrorInfo] = {}
-        recovered = self._recovered()
-        placement = self._placement_failure()
-        if placement is not None:
-            errors[placement.kind] = placement
-        for f in self._fatal_list:
-            if f.seq in recovered:
-                self._notices.setdefault(f.event.kind, _recovered_info(f.event))
-                continue
-            target = suppressed if self._suppressed(f) else errors
-            kind = f.event.kind
-            if kind in target:
-                old = target[kind]
-                if "RayTaskError(" in old.line and "RayTaskError(" not in f.event.text:
-                    # Ray prints its wrapper first; the wrapped exception's own line proves it best
-                    old = _error_info(f.event)
-                target[kind] = _replace_count(old, target[kind].count + f.event.repeat)
-            else:
-                target[kind] = _error_info(f.event)
-        state = self._slurm_state
-        if state in SLURM_FAILED:
-            kind, explanation, what = SLURM_FAILED[state]
-            if kind not in errors and not (state == "FAILED" and errors):
-                reason = f" (reason: {self._slurm_reason})" if self._slurm_reason else ""
-                errors[kind] = ErrorInfo(kind=kind, line=f"SLURM job state {state}{reason}",
-                                         explanation=explanation, what_to_try=what, stream="slurm")
-        ordered = sorted(errors.values(), key=lambda e: not e.root_cause)
-        return ordered, list(suppressed.values())
+        ledger = self._ledger
+        recovered = ledger.recovered(self._rank_seq, _MILESTONE_RANK[Stage.LOADING])
+        past_starting = _MILESTONE_RANK[self._milestone] > _MILESTONE_RANK[Stage.STARTING]
+        placement = ledger.placement_failure(past_starting, self._slurm_state)
+        return ledger.errors(recovered, placement, SlurmVerdict(self._slurm_state, self._slurm_reason))
 
     def _stage(self, errors: list[ErrorInfo]) -> tuple[Stage, str]:
         state = self._slurm_state
-        cancelled = state == "CANCELLED" or any(s.cancel for s in self._stops)
+        cancelled = state == "CANCELLED" or self._ledger.cancelled
         if errors:
             e = errors[0]
             return Stage.FAILED, f"{e.kind}: {e.explanation}"
@@ -405,7 +311,7 @@ class JobLifecycle:
                 else f"cancelled ({self._slurm_reason})"
         if state in SLURM_ENDED:
             return Stage.ENDED, "job completed" if state == "COMPLETED" else "job ending"
-        if self._stops:
+        if self._ledger.stops:
             return Stage.ENDED, "server shut down"
         if state in SLURM_WAITING:
             return Stage.QUEUED, state.lower() + (f" ({self._slurm_reason})" if self._slurm_reason else "")
@@ -445,24 +351,6 @@ _HANDLERS = {
     lp.KvCache: JobLifecycle._on_kv, lp.GraphsCaptured: JobLifecycle._on_graphs,
     lp.EngineInitDone: JobLifecycle._on_init_done,
 }
-
-
-def _error_info(ev) -> ErrorInfo:
-    return ErrorInfo(kind=ev.kind, line=ev.text, explanation=ev.explanation, what_to_try=ev.what_to_try,
-                     stream=ev.stream, lineno=ev.lineno, offset=ev.offset, count=ev.repeat,
-                     root_cause=getattr(ev, "root_cause", True), context=getattr(ev, "context", None))
-
-
-def _recovered_info(ev) -> ErrorInfo:
-    return ErrorInfo(kind=ev.kind, line=ev.text, stream=ev.stream, lineno=ev.lineno, offset=ev.offset,
-                     explanation=f"Logged as an error, but the job went on past it: {ev.explanation}",
-                     what_to_try="Nothing, unless a later step fails.", count=ev.repeat, root_cause=False)
-
-
-def _replace_count(info: ErrorInfo, count: int) -> ErrorInfo:
-    from dataclasses import replace
-
-    return replace(info, count=count)
 
 
 def _reachable(url: str | None, head: object) -> str | None:

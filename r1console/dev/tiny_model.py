@@ -348,49 +348,11 @@ def build(out_dir: str | Path, *, shards: int = 4, seed: int = 0) -> dict[str, A
         raise R1Error(f"{out} exists and is not a tiny model built by r1console; refusing to replace it",
                       hint="choose another OUT_DIR or remove it yourself")
     _require_builder_modules()
-    import torch
-
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        tok = train_tokenizer(work)
-        cfg = model_config(tok.get_vocab_size())
-        gen = torch.Generator().manual_seed(seed)
-        weights = random_weights(cfg, gen)
-        chain = reply_chain(tok)
-        script_reply(weights, chain, gen)
-        _write_json(work / "config.json", cfg)
-        # R1's sampling defaults; vLLM applies them to requests that set none
-        _write_json(work / "generation_config.json", {
-            "bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"],
-            "do_sample": True, "temperature": 0.6, "top_p": 0.95})
-        files = save_shards(work, weights, shards)
-        manifest = {
-            "builder": "r1console.dev.tiny_model",
-            "builder_version": BUILDER_VERSION,
-            "architecture": cfg["architectures"][0],
-            "seed": seed,
-            "shards": files,
-            "tensors": len(weights),
-            "parameters": sum(t.numel() for t in weights.values()),
-            "vocab_size": cfg["vocab_size"],
-            "token_ids": {t: tok.token_to_id(t) for t in ADDED_TOKENS},
-            # what every chat reply is, as vLLM's deepseek_r1 parser splits it
-            "reasoning": REASONING,
-            "content": ANSWER,
-            "completion_tokens": len(chain) - 1,  # the chain's first token ends the prompt
-        }
-        _write_json(work / MANIFEST, manifest)
-        work.chmod(0o755)  # mkdtemp made it private; safetensors files may be 0600 too
-        for f in work.iterdir():
-            f.chmod(0o644)
-        unchanged = _same_files(work, out)
-        if unchanged:  # deterministic: leave a model that a running server may be using alone
-            shutil.rmtree(work)
-        else:
-            if out.exists():
-                shutil.rmtree(out)
-            work.rename(out)
+        manifest = _write_model(work, shards, seed)
+        unchanged = _install(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -398,6 +360,56 @@ def build(out_dir: str | Path, *, shards: int = 4, seed: int = 0) -> dict[str, A
     manifest["unchanged"] = unchanged
     manifest["seconds"] = round(time.monotonic() - started, 2)
     return manifest
+
+
+def _write_model(work: Path, shards: int, seed: int) -> dict[str, Any]:
+    """Tokenizer, config, scripted weights, shards and the manifest into ``work``; the manifest."""
+    import torch
+
+    tok = train_tokenizer(work)
+    cfg = model_config(tok.get_vocab_size())
+    gen = torch.Generator().manual_seed(seed)
+    weights = random_weights(cfg, gen)
+    chain = reply_chain(tok)
+    script_reply(weights, chain, gen)
+    _write_json(work / "config.json", cfg)
+    # R1's sampling defaults; vLLM applies them to requests that set none
+    _write_json(work / "generation_config.json", {
+        "bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"],
+        "do_sample": True, "temperature": 0.6, "top_p": 0.95})
+    files = save_shards(work, weights, shards)
+    manifest = {
+        "builder": "r1console.dev.tiny_model",
+        "builder_version": BUILDER_VERSION,
+        "architecture": cfg["architectures"][0],
+        "seed": seed,
+        "shards": files,
+        "tensors": len(weights),
+        "parameters": sum(t.numel() for t in weights.values()),
+        "vocab_size": cfg["vocab_size"],
+        "token_ids": {t: tok.token_to_id(t) for t in ADDED_TOKENS},
+        # what every chat reply is, as vLLM's deepseek_r1 parser splits it
+        "reasoning": REASONING,
+        "content": ANSWER,
+        "completion_tokens": len(chain) - 1,  # the chain's first token ends the prompt
+    }
+    _write_json(work / MANIFEST, manifest)
+    return manifest
+
+
+def _install(work: Path, out: Path) -> bool:
+    """Put the build in ``work`` at ``out``; True if ``out`` already held the same bytes (left alone)."""
+    work.chmod(0o755)  # mkdtemp made it private; safetensors files may be 0600 too
+    for f in work.iterdir():
+        f.chmod(0o644)
+    unchanged = _same_files(work, out)
+    if unchanged:  # deterministic: leave a model that a running server may be using alone
+        shutil.rmtree(work)
+    else:
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    return unchanged
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from textual.widgets import Footer, Input, Static
 from r1console.adapters.vllm_client import VllmClient
 from r1console.core.chat import ChatSession, TurnState
 from r1console.core.errors import R1Error
+from r1console.core.turn_summary import TUI_STYLE, TurnFacts, summary_line
 from r1console.tui.messages import ChatDeltaReceived, ChatTurnEnded
 from r1console.tui.screens.dialogs import TextInputDialog
 from r1console.tui.widgets.chat_item import ChatItem
@@ -29,22 +30,7 @@ COALESCE_S = 0.1  # post at most 10 delta messages per second, whatever the toke
 
 
 def _summary(turn) -> str:
-    r = turn.stream.result() if hasattr(turn.stream, "result") else None
-    bits = [turn.state.value]
-    if r is not None:
-        if r.usage and r.usage.completion_tokens is not None:
-            bits.append(f"{r.usage.completion_tokens} tokens")
-        if r.ttft_s is not None:
-            bits.append(f"TTFT {r.ttft_s:.2f}s")
-        if r.ttfot_s is not None:
-            bits.append(f"first answer token {r.ttfot_s:.2f}s")
-        if r.e2e_s is not None:
-            bits.append(f"total {r.e2e_s:.2f}s")
-        if r.finish_reason:
-            bits.append(f"finish: {r.finish_reason}")
-    if turn.error:
-        bits.append(f"error: {turn.error}")
-    return " · ".join(bits)
+    return summary_line(TurnFacts.of_turn(turn), TUI_STYLE)
 
 
 class ChatScreen(Screen):
