@@ -176,6 +176,9 @@ async def _wait_ready(client: SlurmClient, transport, dep, info: JobInfo, args, 
             snap = await watch.observe(info)
             if snap.stage is Stage.READY:
                 return info, snap.to_dict(), watch.url
+            if info.is_finished:   # its last lines (the fatal error, often) may still be on the way
+                await watch.catch_up()
+                snap = watch.lifecycle.snapshot(watch.clock())
             if snap.stage.terminal or info.is_finished:
                 err = snap.primary_error
                 why = f"{err.kind}: {err.explanation} ({err.line.strip()[:200]})" if err else _describe(info)
@@ -203,6 +206,7 @@ class _ReadyWatch:
         self.lifecycle = JobLifecycle(live=True)
         self.clock = time.monotonic
         self.followers: dict = {}
+        self.parsers: dict = {}
         self.tasks: list[asyncio.Task] = []
         self.server = None  # the open_server context, entered once the server answers the identity check
         self.vllm = None
@@ -221,15 +225,28 @@ class _ReadyWatch:
         path = self.client.log_path(info, stream, self.dep)
         if not path:
             return
-        parser = [LogParser(stream)]
+        self.parsers[stream] = LogParser(stream)
 
         def restarted(event) -> None:  # a requeue truncated the log: a new run's log from byte 0
-            parser[0] = LogParser(stream)
+            self.parsers[stream] = LogParser(stream)
 
         follower = self.followers[stream] = self.client.follow(path, 0, on_reset=restarted)
         async for chunk in follower:
-            self.lifecycle.on_log_seen()
-            self.lifecycle.on_events(parser[0].feed(chunk), self.clock())
+            self._feed(stream, chunk)
+
+    def _feed(self, stream: str, chunk: bytes) -> None:
+        self.lifecycle.on_log_seen()
+        self.lifecycle.on_events(self.parsers[stream].feed(chunk), self.clock())
+
+    async def catch_up(self) -> None:
+        """The job ended: stop following and read each log from where its follower got to, to the
+        end, so the verdict is the logged reason (an OOM) and not only SLURM's state (FAILED), which
+        can arrive before the follower has streamed the last lines. Best effort, like the follow."""
+        await self._stop_following()
+        for stream, follower in self.followers.items():
+            with contextlib.suppress(R1Error):
+                async for chunk in follower.rest():
+                    self._feed(stream, chunk)
 
     async def observe(self, info: JobInfo):
         """One round: a follower's failure raised, SLURM's state fed, the server asked; the snapshot."""
@@ -272,11 +289,15 @@ class _ReadyWatch:
             self.progress.show(f"job {self.dep.job_id}: /health answers but a test completion failed: "
                                f"{str(err).splitlines()[0]}")
 
-    async def aclose(self) -> None:
+    async def _stop_following(self) -> None:
         for task in self.tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.tasks = []
+
+    async def aclose(self) -> None:
+        await self._stop_following()
         for follower in self.followers.values():
             await follower.aclose()
         if self.vllm is not None:
