@@ -216,23 +216,21 @@ class ServeProxy:
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(status=200 if self.replicas.ready() else 503)
 
-    async def _get_json(self, rep: Replica, path: str, timeout: float = 10.0):
+    async def _get(self, rep: Replica, path: str, timeout: float, *, as_json: bool):
+        """GET ``path`` of one replica with its key: the JSON (``as_json``) or the text of a 200."""
         assert self._session is not None
         headers = {"Authorization": f"Bearer {rep.api_key}"} if rep.api_key else {}
         async with self._session.get(rep.url + path, headers=headers,
                                      timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             if resp.status != 200:
                 raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-            return await resp.json(content_type=None)
+            return await (resp.json(content_type=None) if as_json else resp.text())
+
+    async def _get_json(self, rep: Replica, path: str, timeout: float = 10.0):
+        return await self._get(rep, path, timeout, as_json=True)
 
     async def _get_text(self, rep: Replica, path: str, timeout: float = 10.0) -> str:
-        assert self._session is not None
-        headers = {"Authorization": f"Bearer {rep.api_key}"} if rep.api_key else {}
-        async with self._session.get(rep.url + path, headers=headers,
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            if resp.status != 200:
-                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-            return await resp.text()
+        return await self._get(rep, path, timeout, as_json=False)
 
     async def _models(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

@@ -65,15 +65,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     fsync_dir(p.parent)
 
 
-def _missing(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]) -> list[str]:
-    return [item.id for item in items if item.id not in records]
+def _require_all(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]) -> None:
+    """An output file is written only once every item has its record."""
+    missing = [item.id for item in items if item.id not in records]
+    if missing:
+        raise R1Error(f"{len(missing)} requests have no result yet (first: {missing[0]!r})")
 
 
 def seed_output(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]) -> list[dict[str, Any]]:
     """The seed's ``output_responses.json`` list, in input order."""
-    missing = _missing(items, records)
-    if missing:
-        raise R1Error(f"{len(missing)} requests have no result yet (first: {missing[0]!r})")
+    _require_all(items, records)
     out = []
     for item in items:
         rec = records[item.id]
@@ -89,9 +90,7 @@ def seed_output(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]
 def openai_output_lines(items: Sequence[BatchItem], records: Mapping[str, RequestRecord]
                         ) -> list[dict[str, Any]]:
     """OpenAI batch output records (``vllm run-batch``'s shape), in input order."""
-    missing = _missing(items, records)
-    if missing:
-        raise R1Error(f"{len(missing)} requests have no result yet (first: {missing[0]!r})")
+    _require_all(items, records)
     out = []
     for item in items:
         rec = records[item.id]
