@@ -253,8 +253,10 @@ class _StartupLog:
         """A line every worker prints: rank 0's, then Ray's deduplicated "[repeated Nx ...]"."""
         self.log(t, fileinfo, msg, process=self.engine, ray_actor=self.worker(0))
         if self.ray and self.world > 1:
+            # Ray names a worker that repeated it: the first on another node, or rank 1 on a one-node job
+            rank = self.spec.gpus_per_node if self.worker_ips and self.world > self.spec.gpus_per_node else 1
             self.log(t + 0.4, fileinfo, f"{msg} [repeated {self.world - 1}x across cluster]", process=self.engine,
-                     ray_actor=self.worker(self.spec.gpus_per_node))
+                     ray_actor=self.worker(rank))
 
 
 def _serve_args(spec: StartupSpec) -> dict[str, Any]:

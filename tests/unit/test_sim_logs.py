@@ -137,3 +137,11 @@ def test_access_stats_and_shard_lines():
     m = SHARD_RE.search(shard_bar(82, 163, 600.0))
     assert m and m.groups() == ("50", "82", "163", "10:00", "09:52")  # 81 left x 600/82 s
     assert "Starting vLLM API server 0 on http://h:1" in ready_log_lines("0.16.0", "h", 1, START)[0].text
+
+
+def test_a_one_node_ray_job_repeats_its_worker_lines_from_a_head_node_worker():
+    # one node, Ray, 4 GPUs: the deduplicated line comes from rank 1 (no ip); there is no second node to name
+    lines = [line.text for line in startup_log_lines(
+        StartupSpec(nodes=1, gpus_per_node=4, tensor_parallel_size=4, backend="ray"), START)]
+    repeated = [line for line in lines if "[repeated 3x across cluster]" in line]
+    assert repeated and all("RayWorkerWrapper pid=934" in line and "ip=" not in line for line in repeated)
