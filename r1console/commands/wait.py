@@ -269,7 +269,9 @@ class _ReadyWatch:
         server = open_server(self.dep.job_id, self.dep.cluster, transport=self.transport, prompt=None)
         try:
             url, key = await server.__aenter__()
-        except ServerUnreachable:  # not listening yet: the identity check runs again next round
+        except (ServerUnreachable, JobStateError):
+            # not listening yet: the identity check runs again next round; or the job ended since the
+            # last squeue: the next round's state check sees it, and the verdict reads the logs' end
             self.lifecycle.on_health(False, self.clock())
         else:
             self.server = server

@@ -74,3 +74,25 @@ async def test_wait_ready_fails_early_with_the_logged_reason(demo):
     with pytest.raises(JobStateError, match=r"job \d+ will not become ready: cuda_oom: ") as caught:
         await _ready(demo)
     assert caught.value.hint
+
+
+async def test_a_job_that_ends_just_before_the_server_is_asked_is_explained_by_its_log(demo):
+    # the last squeue said RUNNING, but the job has failed since: the server check meets a job that is
+    # no longer running, and the verdict is still the logged reason (not "FAILED: its server is not up")
+    demo.cluster.set_fault("oom")
+    dep = await demo.submit(load_profile("h200x8"))
+    deadline = time.monotonic() + 60
+    info = await demo.job_state(dep.job_id)
+    while not info.is_running:
+        assert time.monotonic() < deadline, f"job {dep.job_id} stuck in {info.state}"
+        await asyncio.sleep(0.02)
+        info = await demo.job_state(dep.job_id)
+    running = info
+    while not info.is_finished:
+        assert time.monotonic() < deadline, f"job {dep.job_id} did not fail"
+        await asyncio.sleep(0.05)
+        info = await demo.job_state(dep.job_id)
+    dep = remember_batch_host(dep, running) or dep
+    args = argparse.Namespace(timeout=30.0, interval=0.05)
+    with pytest.raises(JobStateError, match=r"will not become ready: cuda_oom: "):
+        await wait._wait_ready(demo.slurm, demo.transport, dep, running, args, lambda: 30.0, _Lines())
